@@ -1,0 +1,3 @@
+"""kaggletools: from a Kaggle image competition's download to a validated submission."""
+
+__version__ = "0.1.0"
