@@ -1,0 +1,121 @@
+"""Batches from the decode-once cache, and augmentation applied per batch on the device.
+
+Training augmentation is one affine warp per image: a random-resized crop, horizontal flip and
+(for satellite and radar chips) a rotation by a multiple of 90 degrees and small shifts, all
+folded into one matrix and sampled with a single bilinear interpolation (fastai's presizing).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import queue
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The requested device, else cuda, then mps, then cpu."""
+    if name and name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class Normalize:
+    """Scale to [0, 1] (uint8 images) and standardise per channel."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float = 1 / 255
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() * self.scale - mean) / std
+
+
+def batches(array: np.ndarray, indices: np.ndarray, batch_size: int, device: torch.device, *,
+            shuffle: bool = False, seed: int = 0, drop_last: bool = False, rank: int = 0, world: int = 1):
+    """Yield (positions, x) with x an (B, C, H, W) tensor on `device` in the cache's dtype.
+
+    Batches are gathered from the memory-mapped cache one step ahead on a thread, in pinned
+    memory on CUDA so the copy overlaps the computation. With `world` > 1, each rank takes its
+    own shard of the (shuffled) order, padded to equal length as DistributedSampler does.
+    """
+    order = np.asarray(indices)
+    if shuffle:
+        order = order[np.random.default_rng(seed).permutation(len(order))]
+    if world > 1:
+        per_rank = math.ceil(len(order) / world)
+        order = np.resize(order, per_rank * world)[rank::world]
+    stops = range(0, len(order), batch_size)
+    if drop_last and len(order) >= batch_size:
+        stops = range(0, len(order) - batch_size + 1, batch_size)
+    pin = device.type == "cuda"
+
+    def gather(start: int):
+        pos = order[start:start + batch_size]
+        # sorted reads are faster on a memory map; restore the shuffled order afterwards
+        sort = np.argsort(pos)
+        x = np.empty((len(pos), *array.shape[1:]), array.dtype)
+        x[sort] = array[pos[sort]]
+        x = torch.from_numpy(x).permute(0, 3, 1, 2)
+        return pos, (x.pin_memory() if pin else x)
+
+    ahead: queue.Queue = queue.Queue(maxsize=2)
+
+    def producer():
+        try:
+            for start in stops:
+                ahead.put(gather(start))
+        except BaseException as e:  # surfaced in the consumer
+            ahead.put(e)
+        ahead.put(None)
+
+    threading.Thread(target=producer, daemon=True).start()
+    while (item := ahead.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        pos, x = item
+        yield pos, x.to(device, non_blocking=pin)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Plain evaluation transform: the whole (square) item at `size`."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def augment(x: torch.Tensor, size: int, generator: torch.Generator, *, min_scale: float = 0.35,
+            flip: bool = True, dihedral: bool = False, max_shift: float = 0.0) -> torch.Tensor:
+    """Random-resized crop + flips (+ 90-degree rotations, + shifts) as one warp per image."""
+    b = x.shape[0]
+
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand(b, generator=generator)
+
+    area = uniform(min_scale, 1.0)
+    log_ratio = uniform(math.log(3 / 4), math.log(4 / 3)) if min_scale < 1 else torch.zeros(b)
+    sx = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1)
+    sy = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1)
+    cx = uniform(-1, 1) * (1 - sx) + uniform(-1, 1) * 2 * max_shift
+    cy = uniform(-1, 1) * (1 - sy) + uniform(-1, 1) * 2 * max_shift
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = sx, sy, cx, cy
+    if flip:
+        theta[:, :, 0] *= torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)[:, None]
+    if dihedral:
+        theta[:, :, 1] *= torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)[:, None]
+        transpose = torch.rand(b, generator=generator) < 0.5  # with both flips: all 8 symmetries
+        theta[transpose, :, :2] = theta[transpose, :, :2].flip(-1)
+    theta = theta.to(x.device, x.dtype)
+    grid = F.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,239 @@
+"""The training loop: fine-tuning with one-cycle schedules, precomputed features, the LR finder,
+mixed precision and DDP. Logging and checkpointing live in `runs`; the model in `models`.
+
+fastai's `fine_tune(epochs, base_lr)` semantics: one-cycle over the head with the body frozen
+(pct_start 0.99), then the learning rate halves and the whole network trains one-cycle with
+discriminative rates slice(lr / lr_mult, lr) (pct_start 0.3, div 5).
+
+While the body is frozen it runs forward only, in eval mode, under no_grad: no backward pass
+through it, and its batch-norm statistics stay the pretrained ones (fastai instead keeps
+training batch-norm layers while frozen).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from kaggletools import models
+from kaggletools.loaders import Normalize, augment, batches, resize
+from kaggletools.predict import predict
+
+
+@dataclass
+class Data:
+    """Decoded training items and what the loop needs to know about them."""
+
+    array: np.ndarray                 # (N, S, S, C) cache of the training items
+    y: np.ndarray                     # (N, k) float targets
+    train_idx: np.ndarray
+    valid_idx: np.ndarray
+    normalize: Normalize
+    extra: np.ndarray | None = None   # (N, e) per-item numbers for the head
+
+
+@dataclass
+class Dist:
+    """This process's place in a torch.distributed job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def amp_context(device: torch.device, mode: str = "auto"):
+    """A factory for the autocast context: bf16 on CUDA (fp16 when asked), off on the CPU unless
+    asked for ('bf16'), since it measured slower there."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext
+    dtype = torch.float16 if mode == "fp16" else torch.bfloat16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+class HeadOnly(torch.nn.Module):
+    """The head as a module of its own, so DDP syncs only it while the body is frozen."""
+
+    def __init__(self, net: models.Net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, features, extra=None):
+        return self.net.classify(features, extra)
+
+
+class Learner:
+    """Fits a models.Net on Data; reports each epoch to `log` (e.g. Run.log_epoch)."""
+
+    def __init__(self, competition, model: models.Net, data: Data, recipe, device: torch.device, *,
+                 amp: str = "auto", channels_last: bool | None = None, compile: bool = False,
+                 progress: bool = True, log=None, dist: Dist | None = None):
+        self.competition, self.model, self.data, self.recipe = competition, model, data, recipe
+        self.device, self.progress, self.log = device, progress, log or (lambda row: None)
+        self.dist = dist or Dist()
+        self.amp = amp_context(device, amp)
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
+        self.model.to(device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.body = torch.compile(self.model.body) if compile else self.model.body
+        self.generator = torch.Generator().manual_seed(recipe.seed + self.dist.rank)
+        self.history: list[dict] = []
+        self.epoch = 0
+
+    # -- batches -----------------------------------------------------------------------------
+    def _train_batches(self, epoch_seed: int):
+        d, r = self.data, self.recipe
+        for pos, x in batches(d.array, d.train_idx, r.batch_size, self.device, shuffle=True,
+                              seed=r.seed * 1000 + epoch_seed, drop_last=len(d.train_idx) > r.batch_size,
+                              rank=self.dist.rank, world=self.dist.world):
+            x = augment(d.normalize(x), r.size, self.generator, min_scale=r.min_scale, flip=r.flip,
+                        dihedral=r.dihedral, max_shift=r.max_shift)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self._targets(pos), self._extra(pos)
+
+    def _targets(self, pos):
+        return torch.as_tensor(self.data.y[pos], device=self.device)
+
+    def _extra(self, pos):
+        return None if self.data.extra is None else torch.as_tensor(self.data.extra[pos], device=self.device)
+
+    def _n_batches(self) -> int:
+        n = math.ceil(len(self.data.train_idx) / self.dist.world)
+        return max(1, n // self.recipe.batch_size if n > self.recipe.batch_size else 1)
+
+    # -- phases ------------------------------------------------------------------------------
+    def fit_frozen(self, epochs: int, lr: float) -> None:
+        """Train the head with the body frozen: the body runs forward only."""
+        if epochs <= 0:
+            return
+        models.freeze(self.model)
+        head = self._wrap(HeadOnly(self.model))
+        opt = self._optimizer([{"params": list(self.model.head.parameters()), "lr": lr}])
+        sched = self._one_cycle(opt, epochs, pct_start=0.99, div=25.0)
+
+        def step(x, y, e):
+            with torch.no_grad(), self.amp():
+                feats = self.body(x)
+            with self.amp():
+                return head(feats.flatten(1).float(), e)
+
+        for _ in range(epochs):
+            self.model.body.eval()
+            self.model.head.train()
+            self._epoch("frozen", step, opt, sched)
+
+    def fit_unfrozen(self, epochs: int, lr: float) -> None:
+        """Train everything, one-cycle, with discriminative learning rates."""
+        if epochs <= 0:
+            return
+        models.unfreeze(self.model)
+        net = self._wrap(self.model)
+        opt = self._optimizer(models.param_groups(self.model, lr, self.recipe.lr_mult))
+        sched = self._one_cycle(opt, epochs, pct_start=0.3, div=5.0)
+
+        def step(x, y, e):
+            with self.amp():
+                return net(x, e) if self.dist.world > 1 else self.model.classify(self.body(x).flatten(1).float(), e)
+
+        for _ in range(epochs):
+            self.model.train()
+            self._epoch("unfrozen", step, opt, sched)
+
+    def fine_tune(self, freeze_epochs: int | None = None, epochs: int | None = None, lr: float | None = None):
+        """fastai's fine_tune: frozen one-cycle at lr, then unfrozen at slice(lr/2/lr_mult, lr/2)."""
+        r = self.recipe
+        lr = r.lr if lr is None else lr
+        self.fit_frozen(r.freeze_epochs if freeze_epochs is None else freeze_epochs, lr)
+        self.fit_unfrozen(r.epochs if epochs is None else epochs, lr / 2)
+
+    # -- loop pieces ---------------------------------------------------------------------------
+    def _wrap(self, module):
+        if self.dist.world == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(module, device_ids=ids, broadcast_buffers=False)
+
+    def _optimizer(self, groups):
+        return torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=self.recipe.weight_decay)
+
+    def _one_cycle(self, opt, epochs: int, pct_start: float, div: float):
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=epochs * self._n_batches(),
+            pct_start=pct_start, div_factor=div, final_div_factor=1e5)
+
+    def _epoch(self, phase: str, step, opt, sched) -> dict:
+        start, seen, total = time.perf_counter(), 0, 0.0
+        bar = tqdm(self._train_batches(self.epoch), total=self._n_batches(), unit="batch", leave=False,
+                   desc=f"epoch {self.epoch + 1} ({phase})", disable=not (self.progress and self.dist.main))
+        for x, y, e in bar:
+            loss = F.binary_cross_entropy_with_logits(step(x, y, e).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched.last_epoch + 1 < sched.total_steps:
+                sched.step()
+            seen += len(x)
+            total += loss.item() * len(x)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        train_seconds = time.perf_counter() - start
+        row = {"epoch": self.epoch + 1, "phase": phase, "train_loss": total / max(seen, 1),
+               **self.evaluate(), "seconds": round(time.perf_counter() - start, 2),
+               "train_images_per_s": round(seen * self.dist.world / train_seconds, 1)}
+        self.epoch += 1
+        self.history.append(row)
+        if self.dist.main:
+            self.log(row)
+            if self.progress:
+                tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        return row
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def predict(self, array, indices, tta: str = "none", extra=None, desc="predict") -> dict:
+        """Probabilities for `indices` of `array`, gathered across ranks in index order."""
+        out = predict(self.model, array, indices, self.recipe.size, self.data.normalize, self.device,
+                      tta=tta, extra=extra, batch_size=self.recipe.batch_size * 2, amp=self.amp,
+                      channels_last=self.channels_last, progress=self.progress and self.dist.main,
+                      desc=desc, rank=self.dist.rank, world=self.dist.world)
+        if self.dist.world > 1:
+            out = _gather(out, indices)
+        return out
+
+    def evaluate(self, tta: str = "none") -> dict:
+        """Validation loss and metric (and error rate for binary tasks)."""
+        d = self.data
+        if len(d.valid_idx) == 0:
+            return {}
+        probs = self.predict(d.array, d.valid_idx, tta, d.extra, desc="valid")["tta"]
+        return self.scores(d.y[d.valid_idx], probs)
+
+    def scores(self, y: np.ndarray, probs: np.ndarray, post: dict | None = None) -> dict:
+        p = np.clip(probs, 1e-7, 1 - 1e-7)
+        bce = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        row = {"valid_loss": bce, self.competition.metric_name: self.competition.metric(y, probs, post)}
+        if self.competition.task == "binary":
+            row["error_rate"] = float(np.mean((probs[:, 0] > 0.5) != (y[:, 0] > 0.5)))
+        return row
+
+
+def _gather(out: dict, indices: np.ndarray) -> dict:
+    """All ranks' shards, deduplicated and put back in the order of `indices`."""
+    import torch.distributed as torch_dist
+
+    shards = [None] * torch_dist.get_world_size()
+    torch_dist.all_gather_object(shards, out)
+    positions = np.concatenate([s["positions"] for s in shards])
+    where = {p: i for i, p in enumerate(positions)}  # padding repeats items: keep any one copy
+    order = np.array([where[p] for p in indices])
+    return {k: np.concatenate([s[k] for s in shards])[order] for k in ("plain", "tta", "positions")}
