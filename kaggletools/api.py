@@ -60,14 +60,38 @@ def submissions(name: str) -> pd.DataFrame:
 
 
 # -- data -------------------------------------------------------------------------------------
-def prepare(name: str | Competition, data_dir: Path) -> Path:
-    """Unpack what was downloaded (safe, atomic, idempotent)."""
+def prepare(name: str | Competition, data_dir: Path, add: list[Path] | None = None) -> Path:
+    """Unpack what was downloaded (safe, atomic, idempotent). `add` brings in archives or
+    folders obtained elsewhere (e.g. Planet's images, no longer served by the API): files are
+    hard-linked (or copied) into the data folder, folders linked, then everything is unpacked."""
     comp = registry.get(name)
     data_dir = Path(data_dir)
+    if add:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for path in map(Path, add):
+            _bring(path, data_dir / path.name)
     if not data_dir.is_dir():
         raise registry.CompetitionError(f"{data_dir}: no such folder; run `download` first or give --data")
     comp.prepare(data_dir)
     return data_dir
+
+
+def _bring(source: Path, target: Path) -> None:
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder to add")
+    if target.exists() or target.is_symlink():
+        if target.resolve() == source.resolve():
+            return
+        raise FileExistsError(f"{target} already exists; remove it or add a different path")
+    if source.is_dir():
+        target.symlink_to(source.resolve(), target_is_directory=True)
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copy2(source, target)
 
 
 def sample(name: str, data_dir: Path, out: Path | None = None, n_train: int = 200, n_test: int = 100,
@@ -118,7 +142,7 @@ def _normalize(comp: Competition, info: models.BackboneInfo, array: np.ndarray, 
 
 def _learner(comp, recipe, data_dir, items, valid, device, dist, progress, log, amp="auto", channels_last=None,
              compile=False):
-    extra = comp.extra_features(items)
+    extra = comp.extra_features(items) if recipe.extra else None
     model, info = models.create(recipe.backbone, comp.n_outputs, recipe.pretrained,
                                 0 if extra is None else extra.shape[1])
     array = _array(comp, data_dir, items, recipe.cache_side, dist, progress, "decode train")
@@ -276,7 +300,7 @@ def predict(run_dir: Path, data_dir: Path | None = None, *, tta: str | None = No
         raise submission.SubmissionError(f"{out} already exists; choose another name or pass --overwrite")
     items = data.test_items(comp, data_dir)
     array = cache.load_items(comp, data_dir, items, r.cache_side, progress=progress, desc="decode test")
-    extra = comp.extra_features(items)
+    extra = comp.extra_features(items) if meta["n_extra"] else None
     probs = infer(model, array, np.arange(len(items)), r.size, normalize, dev, tta=tta,
                   extra=None if extra is None else np.asarray(extra, np.float32), batch_size=r.batch_size * 2,
                   amp=amp_context(dev), channels_last=dev.type == "cuda", progress=progress, desc="test")["tta"]
@@ -297,15 +321,18 @@ def validate_file(name: str, csv: Path, data_dir: Path) -> None:
                         name=str(csv))
 
 
-def run(name: str, data_dir: Path | None = None, *, download_data: bool = False, out: Path | None = None,
+def run(name: str, data_dir: Path | None = None, *, download_data: bool = False, add: list[Path] | None = None,
+        out: Path | None = None,
         overwrite: bool = False, submit_message: str | None = None, **train_options) -> dict:
     """The whole loop: (download), prepare, train, predict with TTA, validated submission, (submit)."""
     comp = registry.get(name)
     data_dir = Path(data_dir or default_data_dir(comp.slug))
     if download_data:
         download(comp.slug, data_dir)
+        if add:
+            prepare(comp, data_dir, add)
     else:
-        prepare(comp, data_dir)
+        prepare(comp, data_dir, add)
     the_run = train(comp.slug, data_dir, **train_options)
     if the_run is None:  # not rank 0
         return {}

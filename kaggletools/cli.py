@@ -66,7 +66,9 @@ def parser() -> argparse.ArgumentParser:
     s = verb("download", "download from Kaggle and unpack")
     s.add_argument("--file", help="one file only")
     s.add_argument("--force", action="store_true")
-    verb("prepare", "unpack downloaded archives in the data folder")
+    s = verb("prepare", "unpack downloaded archives in the data folder")
+    s.add_argument("--add", type=Path, action="append", metavar="PATH",
+                   help="an archive or folder obtained elsewhere to bring into the data folder (repeatable)")
     s = verb("sample", "make a small stratified sample as a new data folder")
     s.add_argument("--train", type=int, default=200, help="training items")
     s.add_argument("--test", type=int, default=100, help="test items")
@@ -94,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
     s = verb("run", "the whole loop: prepare, train, predict with TTA, validated submission")
     _train_args(s)
     s.add_argument("--download", action="store_true", help="download from Kaggle first")
+    s.add_argument("--add", type=Path, action="append", metavar="PATH",
+                   help="an archive or folder obtained elsewhere to bring into the data folder (repeatable)")
     s.add_argument("--out", type=Path, help="submission file")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--submit", metavar="MESSAGE", help="upload the submission with this message")
@@ -135,7 +139,7 @@ def _dispatch(api, a) -> int | None:
     elif a.verb == "download":
         print(api.download(comp, data, file=a.file, force=a.force))
     elif a.verb == "prepare":
-        print(api.prepare(comp, data or api.default_data_dir(comp)))
+        print(api.prepare(comp, data or api.default_data_dir(comp), a.add))
     elif a.verb == "sample":
         print(api.sample(comp, data or api.default_data_dir(comp), a.out, a.train, a.test, a.seed))
     elif a.verb == "lr-find":
@@ -158,7 +162,7 @@ def _dispatch(api, a) -> int | None:
     elif a.verb == "submissions":
         print(api.submissions(comp).to_string(index=False))
     elif a.verb == "run":
-        result = api.run(comp, data, download_data=a.download, out=a.out, overwrite=a.overwrite,
+        result = api.run(comp, data, download_data=a.download, add=a.add, out=a.out, overwrite=a.overwrite,
                          submit_message=a.submit, **_train_kwargs(a))
         if result:
             print(json.dumps(result, indent=2))

@@ -43,6 +43,7 @@ class Recipe:
     dihedral: bool = False        # 90-degree rotations and vertical flips are valid too
     max_shift: float = 0.0        # random translation as a fraction of the side (arrays)
     tta: str = "flip"             # TTA level: none | flip | crops | dihedral
+    extra: bool = True            # feed the competition's extra per-item numbers to the head
     seed: int = 42
 
     def replace(self, **overrides) -> "Recipe":
@@ -126,6 +127,11 @@ class Competition:
 
     def validate_rows(self, df: pd.DataFrame) -> None:
         """Competition-specific checks of a submission's values (ranges, known tags)."""
+
+    def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -> pd.DataFrame:
+        """Write a small generated download into `folder`, packed exactly as Kaggle serves it,
+        with learnable labels; return the hidden test labels as a submission-shaped table."""
+        raise NotImplementedError
 
     # -- derived -------------------------------------------------------------------------
     def targets(self, items: pd.DataFrame) -> np.ndarray:
