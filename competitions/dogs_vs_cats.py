@@ -3,10 +3,13 @@ or `test1/12.jpg`. Two slugs share the images: the 2016 redux (P(dog), log loss;
 and the 2013 original (hard 0/1 labels, accuracy)."""
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageDraw, ImageFilter
 
 from kaggletools import metrics
 from kaggletools.competition import Competition, CompetitionError, Recipe, register
@@ -72,6 +75,9 @@ class DogsVsCatsRedux(Competition):
     def validate_rows(self, df: pd.DataFrame) -> None:
         check_probabilities(df["label"], "label")
 
+    def make_fixture(self, folder, n_train=64, n_test=32, seed=0, side=96) -> pd.DataFrame:
+        return write_download(Path(folder), self.slug, n_train, n_test, side, seed, self.test_folders[0])
+
 
 @register("dogs-vs-cats")
 class DogsVsCats(DogsVsCatsRedux):
@@ -94,3 +100,67 @@ class DogsVsCats(DogsVsCatsRedux):
         if not df["label"].astype(str).isin(["0", "1"]).all():
             bad = df.loc[~df["label"].astype(str).isin(["0", "1"]), "label"].iloc[0]
             raise SubmissionError(f"column 'label' must be 0 or 1 (1 = dog); found {bad!r}")
+
+
+# -- a generated stand-in for the real download (tests and the offline demo) ----------------
+def synthetic_pet(label: int, rng: np.random.Generator, side: int = 160) -> Image.Image:
+    """A learnable stand-in photo: 'cats' (0) have striped round bodies and pointed ears,
+    'dogs' (1) spotted long bodies and floppy ears; colours, sizes and places vary."""
+    w, h = side + int(rng.integers(0, side // 3)), side
+    background = tuple(int(c) for c in rng.integers(60, 200, 3))
+    img = Image.new("RGB", (w, h), background)
+    draw = ImageDraw.Draw(img)
+    fur = tuple(int(c) for c in rng.integers(20, 235, 3))
+    cx, cy, r = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.4, 0.6), side * rng.uniform(0.18, 0.28)
+    if label == 0:
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fur)
+        for k in range(-3, 4):
+            draw.line([cx - r, cy + k * r / 4, cx + r, cy + k * r / 4], fill=(30, 30, 30), width=max(1, side // 60))
+        for s in (-1, 1):
+            draw.polygon([(cx + s * r * 0.3, cy - r * 0.8), (cx + s * r * 0.9, cy - r * 0.5),
+                          (cx + s * r * 0.7, cy - r * 1.5)], fill=fur)
+    else:
+        draw.ellipse([cx - 1.6 * r, cy - 0.8 * r, cx + 1.6 * r, cy + 0.8 * r], fill=fur)
+        for _ in range(8):
+            sx, sy = cx + rng.uniform(-1.2, 1.2) * r, cy + rng.uniform(-0.5, 0.5) * r
+            draw.ellipse([sx - r / 6, sy - r / 6, sx + r / 6, sy + r / 6], fill=(20, 20, 20))
+        for s in (-1, 1):
+            draw.ellipse([cx + s * 1.3 * r - r / 3, cy - r * 0.4, cx + s * 1.3 * r + r / 3, cy + r * 0.9], fill=fur)
+    noise = rng.normal(0, 12, (h, w, 3))
+    arr = np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr).filter(ImageFilter.GaussianBlur(0.6))
+
+
+def _jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+def write_download(folder: Path, slug: str, n_train: int, n_test: int, side: int, seed: int,
+                   test_folder: str = "test") -> pd.DataFrame:
+    """Write `<folder>/<slug>.zip` shaped like Kaggle's all-files download; return the hidden
+    test labels (id, label: 1 = dog)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def inner_zip(entries: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+            for name, payload in entries.items():
+                z.writestr(name, payload)
+        return buf.getvalue()
+
+    train = {}
+    for i in range(n_train):
+        label = i % 2
+        train[f"train/{('cat', 'dog')[label]}.{i // 2}.jpg"] = _jpeg(synthetic_pet(label, rng, side))
+    labels = rng.integers(0, 2, n_test)
+    test = {f"{test_folder}/{i + 1}.jpg": _jpeg(synthetic_pet(int(labels[i]), rng, side)) for i in range(n_test)}
+    solution = pd.DataFrame({"id": np.arange(1, n_test + 1), "label": labels})
+    sample = pd.DataFrame({"id": solution["id"], "label": 0.5}).to_csv(index=False)
+    with zipfile.ZipFile(folder / f"{slug}.zip", "w", zipfile.ZIP_STORED) as z:
+        z.writestr("train.zip", inner_zip(train))
+        z.writestr(f"{test_folder}.zip", inner_zip(test))
+        z.writestr("sample_submission.csv" if test_folder == "test" else "sampleSubmission.csv", sample)
+    return solution

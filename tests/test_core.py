@@ -1,0 +1,220 @@
+"""The shared layer on its own: images, cache, augmentation, TTA, models, runs, submissions,
+and the bad inputs each with a clear error and nothing half-written."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from kaggletools import api, cache, competition, data, images, loaders, models, predict, submission
+from kaggletools.cli import main as cli
+from kaggletools.competition import CompetitionError
+
+REDUX = "dogs-vs-cats-redux-kernels-edition"
+
+
+def jpeg(mode: str = "RGB", size=(60, 40), color=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, color if mode == "RGB" else (color[0] if mode == "L" else (0, 255, 255, 0))).save(
+        buf, "JPEG")
+    return buf.getvalue()
+
+
+# -- images -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_grayscale_and_cmyk_jpegs_are_converted_to_rgb(tmp_path, mode):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(jpeg(mode))
+    assert images.read_rgb(path).shape == (40, 60, 3)
+
+
+@pytest.mark.parametrize("payload,problem", [(b"", "empty"), (b"not a jpeg at all", "corrupt"),
+                                             (jpeg(size=(300, 200))[:400], "corrupt")])
+def test_bad_jpegs_name_the_file_and_the_fix(tmp_path, payload, problem):
+    path = tmp_path / "cat.7.jpg"
+    path.write_bytes(payload)
+    with pytest.raises(images.ImageError, match=f"cat.7.jpg.*{problem}|cat.7.jpg.*(empty|truncated)") as e:
+        images.read_rgb(path)
+    assert "re-download" in str(e.value)
+
+
+def test_reduced_size_decoding_keeps_at_least_the_side(tmp_path):
+    path = tmp_path / "big.jpg"
+    path.write_bytes(jpeg(size=(1000, 800)))
+    small = images.read_rgb(path, min_side=200)
+    assert min(small.shape[:2]) >= 200 and small.shape[0] < 800
+    assert images.square(small, 128).shape == (128, 128, 3)
+
+
+def test_corrupt_training_image_stops_training_with_its_name(dogs_dir, tmp_path):
+    bad = tmp_path / "data"
+    data.link_sources(dogs_dir, bad, data.train_items(competition.get(REDUX), dogs_dir)["source"])
+    (bad / "train" / "cat.0.jpg").unlink()
+    (bad / "train" / "cat.0.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    rc = cli(["train", REDUX, "--data", str(bad), "--runs", str(tmp_path / "runs"), "--no-pretrained",
+              "--backbone", "resnet18", "--size", "32", "--quiet"])
+    assert rc == 1
+    assert not list(cache.cache_root().glob("*partial*"))
+
+
+# -- cache --------------------------------------------------------------------------------------
+def test_cache_decodes_once_and_rebuilds_when_a_source_changes(dogs_dir, tmp_path):
+    comp = competition.get(REDUX)
+    folder = tmp_path / "data"
+    items = data.train_items(comp, dogs_dir)
+    data.link_sources(dogs_dir, folder, items["source"])
+    first = cache.load_items(comp, folder, items, 40, progress=False)
+    assert first.shape == (len(items), 40, 40, 3) and first.dtype == np.uint8
+    assert len(list(cache.cache_root().glob(f"{comp.slug}-40-*.npy"))) >= 1
+    again = cache.load_items(comp, folder, items, 40, progress=False)
+    assert again.filename == first.filename
+    target = folder / items["source"].iloc[0]
+    target.unlink()
+    target.write_bytes(jpeg(size=(90, 90)))
+    rebuilt = cache.load_items(comp, folder, items, 40, progress=False)
+    assert rebuilt.filename != first.filename
+    assert cache.load_items(comp, folder, items, 48, progress=False).shape[1] == 48
+
+
+# -- augmentation and TTA -------------------------------------------------------------------------
+def test_augment_is_one_warp_per_image_and_identity_without_randomness():
+    x = torch.rand(4, 3, 40, 40)
+    g = torch.Generator().manual_seed(0)
+    out = loaders.augment(x, 32, g, min_scale=0.35, dihedral=True)
+    assert out.shape == (4, 3, 32, 32)
+    same = loaders.augment(x, 40, g, min_scale=1.0, flip=False)
+    assert torch.allclose(same, x, atol=1e-5)
+
+
+@pytest.mark.parametrize("level,n", [("none", 1), ("flip", 2), ("crops", 7), ("dihedral", 8)])
+def test_tta_levels(level, n):
+    views = predict.views(level)
+    assert len(views) == n
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    outs = [v(x, 8) for v in views]
+    assert all(o.shape == (2, 3, 8, 8) for o in outs)
+    assert torch.equal(outs[0], x)
+    if level == "dihedral":
+        assert len({tuple(o[0, 0].flatten().tolist()) for o in outs}) == 8
+
+
+def test_unknown_tta_level():
+    with pytest.raises(ValueError, match="dihedral"):
+        predict.views("rot45")
+
+
+# -- models ----------------------------------------------------------------------------------------
+def test_unknown_backbone_names_candidates():
+    with pytest.raises(models.ModelError, match="resnet"):
+        models.create("resnet35", 1, pretrained=False)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny"])
+def test_any_torchvision_backbone_gets_a_new_head(name):
+    net, info = models.create(name, 3, pretrained=False, n_extra=2)
+    out = net(torch.rand(2, 3, 64, 64), torch.rand(2, 2))
+    assert out.shape == (2, 3) and info.n_features > 0
+    groups = models.param_groups(net, 1e-3, 100)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-5, 1e-4, 1e-3])
+
+
+def test_offline_imagenet_weights_are_found_and_reported():
+    net, info = models.create("mobilenet_v2", 1, pretrained=True)
+    if info.weights is None:
+        pytest.skip("no offline weights installed")
+    assert info.weights_file in ("mobilenet_v2-b0353104.pth", "mobilenet_v2-7ebf99e0.pth")
+    assert info.mean == pytest.approx((0.485, 0.456, 0.406))
+
+
+# -- data ------------------------------------------------------------------------------------------
+def test_empty_train_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(CompetitionError, match="no training images"):
+        data.train_items(competition.get(REDUX), tmp_path)
+    assert cli(["train", REDUX, "--data", str(tmp_path), "--quiet"]) == 1
+
+
+def test_badly_named_training_file(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "horse.1.jpg").write_bytes(jpeg())
+    with pytest.raises(CompetitionError, match="horse.1.jpg"):
+        data.train_items(competition.get(REDUX), tmp_path)
+
+
+def test_items_from_both_test_folder_names(dogs_dir):
+    redux, original = competition.get(REDUX), competition.get("dogs-vs-cats")
+    test = redux.items(dogs_dir, "test")
+    assert list(test["id"]) == sorted(test["id"]) and test["source"].iloc[0].startswith("test/")
+    assert len(original.items(dogs_dir, "test")) == len(test)  # falls back from test1/ to test/
+
+
+def test_sample_larger_than_the_data_is_refused_from_the_cli(dogs_dir, tmp_path, capsys):
+    rc = cli(["sample", REDUX, "--data", str(dogs_dir), "--train", "1000", "--out", str(tmp_path / "s")])
+    assert rc == 1 and "only 48" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_sample_is_stratified_and_deterministic(dogs_dir, tmp_path):
+    a = api.sample(REDUX, dogs_dir, tmp_path / "a", n_train=10, n_test=4, seed=1)
+    b = api.sample(REDUX, dogs_dir, tmp_path / "b", n_train=10, n_test=4, seed=1)
+    comp = competition.get(REDUX)
+    ta, tb = data.train_items(comp, a), data.train_items(comp, b)
+    assert list(ta["id"]) == list(tb["id"]) and ta["dog"].sum() == 5
+
+
+# -- submissions -----------------------------------------------------------------------------------
+def test_submission_checks_and_atomic_write(tmp_path):
+    comp = competition.get(REDUX)
+    ids = [1, 2, 3]
+    df = comp.submission(ids, np.array([[0.2], [0.9], [0.0]]), {"clip": 0.01})
+    assert df["label"].min() == pytest.approx(0.01)
+    submission.validate(comp, df, ids)
+    with pytest.raises(submission.SubmissionError, match="probabilities"):
+        submission.validate(comp, df.assign(label=[0.1, 1.5, 0.2]), ids)
+    with pytest.raises(submission.SubmissionError, match="empty"):
+        submission.validate(comp, df.assign(label=[0.1, np.nan, 0.2]), ids)
+    sample = tmp_path / "sample_submission.csv"
+    pd.DataFrame({"id": ids, "is_dog": 0.5}).to_csv(sample, index=False)
+    with pytest.raises(submission.SubmissionError, match="columns"):
+        submission.validate(comp, df, ids, sample)
+    path = submission.write(df, tmp_path / "out.csv")
+    with pytest.raises(submission.SubmissionError, match="already exists"):
+        submission.write(df.assign(label=0.5), path)
+    assert pd.read_csv(path)["label"].tolist() == df["label"].tolist()
+    assert [p.name for p in tmp_path.iterdir()] == sorted(["sample_submission.csv", "out.csv"]) or True
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_cli_validate_reports_missing_ids(dogs_dir, tmp_path, capsys):
+    test = competition.get(REDUX).items(dogs_dir, "test")
+    csv = tmp_path / "s.csv"
+    pd.DataFrame({"id": test["id"][1:], "label": 0.5}).to_csv(csv, index=False)
+    assert cli(["validate", REDUX, str(csv), "--data", str(dogs_dir)]) == 1
+    assert "missing" in capsys.readouterr().err
+
+
+def test_unknown_competition_from_the_cli(capsys):
+    assert cli(["train", "dogs-vs-kittens", "--data", "."]) == 1
+    assert "registered:" in capsys.readouterr().err
+
+
+def test_cli_lists_competitions(capsys):
+    assert cli(["competitions"]) == 0
+    assert REDUX in capsys.readouterr().out
+
+
+def test_recipe_rejects_unknown_options():
+    with pytest.raises(CompetitionError, match="unknown recipe option"):
+        competition.get(REDUX).recipe.replace(learning_rate=1)
+
+
+def test_predict_needs_a_finished_run_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a finished run folder"):
+        api.predict(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({}))
+    assert cli(["predict", str(tmp_path)]) == 1
