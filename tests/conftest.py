@@ -2,7 +2,6 @@
 small generated Dogs vs. Cats data folder."""
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,25 +22,14 @@ def shared_data() -> Path:
     return SHARED
 
 
-def unpack_generated(folder: Path) -> None:
-    """Unpack a generated all-files zip and its inner zips (what `prepare` does, without it)."""
-    for outer in folder.glob("*.zip"):
-        with zipfile.ZipFile(outer) as z:
-            z.extractall(folder)
-    for inner in folder.glob("*.zip"):
-        if inner.name in ("train.zip", "test.zip", "test1.zip"):
-            with zipfile.ZipFile(inner) as z:
-                z.extractall(folder)
-
-
 @pytest.fixture(scope="session")
 def dogs_dir(tmp_path_factory) -> Path:
     """A prepared Dogs vs. Cats redux data folder: 48 generated train images, 16 test."""
-    from kaggletools import competition
+    from kaggletools import api, competition
 
     folder = tmp_path_factory.mktemp("dogs") / "dogs-vs-cats-redux-kernels-edition"
     comp = competition.get("dogs-vs-cats-redux-kernels-edition")
     solution = comp.make_fixture(folder, n_train=48, n_test=16, seed=1, side=80)
     solution.to_csv(folder.parent / "solution.csv", index=False)
-    unpack_generated(folder)
+    api.prepare(comp, folder)
     return folder
