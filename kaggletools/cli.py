@@ -15,6 +15,7 @@ RECIPE_FLAGS = {  # flag: (type, help)
     "lr": (float, "base learning rate"),
     "batch_size": (int, "batch size"),
     "valid_frac": (float, "validation fraction"),
+    "min_scale": (float, "random-resized-crop: smallest fraction of the area kept (1 = no crop)"),
     "tta": (str, "TTA level: none | flip | crops | dihedral"),
     "seed": (int, "random seed for the split and training"),
 }
