@@ -285,32 +285,94 @@ def load_run(run_dir: Path, device: str | None = None):
     return run, comp, r, model.to(dev).eval(), Normalize(tuple(meta["mean"]), tuple(meta["std"]), meta["scale"]), meta, dev
 
 
-def predict(run_dir: Path, data_dir: Path | None = None, *, tta: str | None = None, out: Path | None = None,
-            overwrite: bool = False, device: str | None = None, progress: bool = True) -> Path:
-    """Predict the test set from a run folder alone, build the submission, validate it and
-    write it atomically (default `submissions/<slug>-<run>.csv`). Returns the file's path."""
+def predict_probs(run_dir: Path, data_dir: Path | None = None, *, tta: str | None = None,
+                  device: str | None = None, progress: bool = True):
+    """Test-set probabilities from a run folder alone: (competition, test items, probs, post),
+    also saved as the run's test_predictions.csv."""
     from kaggletools.predict import predict as infer
     from kaggletools.train import amp_context
 
     run, comp, r, model, normalize, meta, dev = load_run(run_dir, device)
     data_dir = Path(data_dir or run.load_json("config.json")["data_dir"])
-    tta = tta or r.tta
-    out = Path(out) if out else SUBMISSIONS / f"{comp.slug}-{run.path.name}.csv"
-    if out.exists() and not overwrite:  # fail before the expensive part
-        raise submission.SubmissionError(f"{out} already exists; choose another name or pass --overwrite")
     items = data.test_items(comp, data_dir)
     array = cache.load_items(comp, data_dir, items, r.cache_side, progress=progress, desc="decode test")
     extra = comp.extra_features(items) if meta["n_extra"] else None
-    probs = infer(model, array, np.arange(len(items)), r.size, normalize, dev, tta=tta,
+    probs = infer(model, array, np.arange(len(items)), r.size, normalize, dev, tta=tta or r.tta,
                   extra=None if extra is None else np.asarray(extra, np.float32), batch_size=r.batch_size * 2,
                   amp=amp_context(dev), channels_last=dev.type == "cuda", progress=progress, desc="test")["tta"]
     table = pd.DataFrame({"id": items["id"]})
     for i, c in enumerate(comp.classes):
         table[f"{c}_prob"] = probs[:, i]
     run.save_table("test_predictions.csv", table)
-    df = comp.submission(list(items["id"]), probs, meta["post"])
+    return comp, items, probs, meta["post"]
+
+
+def write_submission(comp: Competition, items: pd.DataFrame, probs: np.ndarray, post: dict, data_dir: Path,
+                     out: Path, overwrite: bool = False) -> Path:
+    """Build the submission, validate it (test ids, sample submission's columns) and write it atomically."""
+    df = comp.submission(list(items["id"]), probs, post)
     submission.validate(comp, df, items["id"], comp.sample_submission(data_dir), name=str(out))
     return submission.write(df, out, overwrite)
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    if Path(out).exists() and not overwrite:  # fail before the expensive part
+        raise submission.SubmissionError(f"{out} already exists; choose another name or pass --overwrite")
+
+
+def predict(run_dir: Path, data_dir: Path | None = None, *, tta: str | None = None, out: Path | None = None,
+            overwrite: bool = False, device: str | None = None, progress: bool = True) -> Path:
+    """Predict the test set from a run folder alone, build the submission, validate it and
+    write it atomically (default `submissions/<slug>-<run>.csv`). Returns the file's path."""
+    config = runs.Run.open(run_dir).load_json("config.json")
+    out = Path(out) if out else SUBMISSIONS / f"{config['competition']}-{Path(run_dir).name}.csv"
+    _refuse_existing(out, overwrite)
+    data_dir = Path(data_dir or config["data_dir"])
+    comp, items, probs, post = predict_probs(run_dir, data_dir, tta=tta, device=device, progress=progress)
+    return write_submission(comp, items, probs, post, data_dir, out, overwrite)
+
+
+def cross_validate(name: str, data_dir: Path, *, folds: int = 5, runs_dir: Path = Path("runs"),
+                   out: Path | None = None, overwrite: bool = False, progress: bool = True,
+                   device: str | None = None, **train_options) -> dict:
+    """K-fold: train one model per fold, score the out-of-fold predictions, and average the
+    folds' test probabilities into one validated submission. Post-processing (clip,
+    thresholds) is tuned on all out-of-fold predictions together."""
+    comp = registry.get(name)
+    data_dir = Path(data_dir)
+    if folds < 2:
+        raise registry.CompetitionError(f"k-fold needs at least 2 folds, got {folds}")
+    cv = runs.Run.create(Path(runs_dir) / comp.slug, f"cv{folds}")
+    out = Path(out) if out else SUBMISSIONS / f"{comp.slug}-{cv.path.name}.csv"
+    _refuse_existing(out, overwrite)
+    oof, test_probs, fold_runs = [], [], []
+    for k in range(folds):
+        fold_run = train(comp.slug, data_dir, runs_dir=cv.path, folds=folds, fold=k, progress=progress,
+                         device=device, **train_options)
+        fold_runs.append(str(fold_run.path))
+        oof.append(pd.read_csv(fold_run.file("valid_predictions.csv"), dtype={"id": str}).assign(fold=k))
+        _, items, probs, _ = predict_probs(fold_run.path, data_dir, device=device, progress=progress)
+        test_probs.append(probs)
+    oof_table = pd.concat(oof, ignore_index=True)
+    cv.save_table("oof_predictions.csv", oof_table)
+    classes = list(comp.classes)
+    y = oof_table[classes].to_numpy(np.float32)
+    p = oof_table[[f"{c}_prob_tta" for c in classes]].to_numpy(np.float32)
+    post = comp.fit_post(y, p)
+    report = {"folds": folds, "runs": fold_runs, "post": post, "oof": {comp.metric_name: comp.metric(y, p, post)},
+              "per_fold": {str(k): comp.metric(y[oof_table["fold"] == k], p[oof_table["fold"] == k], post)
+                           for k in range(folds)}}
+    mean = np.mean(test_probs, axis=0)
+    table = pd.DataFrame({"id": items["id"]})
+    for i, c in enumerate(classes):
+        table[f"{c}_prob"] = mean[:, i]
+    cv.save_table("test_predictions.csv", table)
+    report["submission"] = str(write_submission(comp, items, mean, post, data_dir, out, overwrite))
+    cv.save_json("report.json", report)
+    if progress:
+        print(f"out-of-fold {comp.metric_name}: {report['oof'][comp.metric_name]:.4f} over {len(y)} items; "
+              f"per fold {report['per_fold']}")
+    return {"run": str(cv.path), **report}
 
 
 def validate_file(name: str, csv: Path, data_dir: Path) -> None:

@@ -80,6 +80,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, help="plot file (default lr_find-<slug>.png)")
     s = verb("train", "train and validate; writes a run folder")
     _train_args(s)
+    s = verb("cv", "k-fold: one model per fold, out-of-fold score, fold-averaged test submission")
+    _train_args(s)
+    s.add_argument("--out", type=Path, help="submission file")
+    s.add_argument("--overwrite", action="store_true")
     s = sub.add_parser("predict", help="predict the test set from a run folder; writes a validated submission")
     s.add_argument("run", type=Path, help="run folder printed by `train`")
     s.add_argument("--data", type=Path, help="data folder (default: the one the run was trained on)")
@@ -152,6 +156,13 @@ def _dispatch(api, a) -> int | None:
         run = api.train(comp, data or api.default_data_dir(comp), **_train_kwargs(a))
         if run:
             print(run.path)
+    elif a.verb == "cv":
+        options = _train_kwargs(a)
+        options.pop("fold")
+        options["folds"] = options["folds"] or 5
+        result = api.cross_validate(comp, data or api.default_data_dir(comp), out=a.out, overwrite=a.overwrite,
+                                    **options)
+        print(json.dumps({k: result[k] for k in ("run", "oof", "submission")}, indent=2))
     elif a.verb == "predict":
         print(api.predict(a.run, a.data, tta=a.tta, out=a.out, overwrite=a.overwrite, device=a.device,
                           progress=not a.quiet))

@@ -1,0 +1,462 @@
+"""kaggletools.kaggle_api against the real official client talking to tests/fake_kaggle.py."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fake_kaggle import (KEY, SLUG, TOKEN, USERNAME, FakeKaggle, fake_kaggle, free_port, isolate_env,
+                         kaggle_server, make_redux_zip, redux_files, write_kaggle_json)  # noqa: F401
+from kaggletools import kaggle_api as K
+
+REPO = Path(__file__).resolve().parents[1]
+SECRETS = (KEY, TOKEN, base64.b64encode(f"{USERNAME}:{KEY}".encode()).decode())
+
+
+def _no_secret(*texts: str) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def _messages(exc: BaseException) -> list[str]:
+    out = []
+    while exc is not None:
+        out += [str(exc), repr(exc)]
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """No credentials anywhere; HOME etc. in tmp."""
+    return isolate_env(tmp_path, monkeypatch)
+
+
+# -- credentials discovery --------------------------------------------------------------------
+def test_token_from_env(home, monkeypatch):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    c = K.find_credentials()
+    assert (c.method, c.username) == ("token", None)
+    assert "KAGGLE_API_TOKEN" in c.source
+    assert c.secret.reveal() == TOKEN
+    _no_secret(repr(c), str(c), repr(dataclasses.asdict(c)))
+
+
+def test_token_env_naming_a_file(home, monkeypatch):
+    f = home / "tok.txt"
+    f.write_text(TOKEN + "\n")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", str(f))
+    c = K.find_credentials()
+    assert c.method == "token" and c.path == f and c.secret.reveal() == TOKEN
+
+
+def test_access_token_file(home):
+    (home / ".kaggle" / "access_token").write_text(TOKEN)
+    (home / ".kaggle" / "access_token").chmod(0o600)
+    c = K.find_credentials()
+    assert c.method == "token" and c.source.endswith("access_token")
+
+
+def test_username_key_env(home, monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    c = K.find_credentials()
+    assert (c.method, c.username) == ("key", USERNAME)
+    assert "KAGGLE_USERNAME" in c.source
+    _no_secret(repr(c), str(c))
+
+
+def test_kaggle_json_in_config_dir(home, monkeypatch, tmp_path):
+    cfg = tmp_path / "elsewhere"
+    path = write_kaggle_json(cfg)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(cfg))
+    c = K.find_credentials()
+    assert (c.method, c.username, c.path) == ("key", USERNAME, path)
+    _no_secret(repr(c), str(c))
+
+
+def test_kaggle_json_in_home(home, monkeypatch):
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR")
+    path = write_kaggle_json(home / ".kaggle")
+    assert K.find_credentials().path == path
+
+
+def test_kaggle_json_in_xdg_config(home, monkeypatch, tmp_path):
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    path = write_kaggle_json(tmp_path / "xdg" / "kaggle")
+    assert K.find_credentials().path == path
+
+
+def test_oauth_credentials_file(home):
+    p = home / ".kaggle" / "credentials.json"
+    p.write_text(json.dumps({"refresh_token": TOKEN, "username": USERNAME}))
+    p.chmod(0o600)
+    c = K.find_credentials()
+    assert (c.method, c.username) == ("oauth", USERNAME)
+    _no_secret(repr(c), str(c))
+
+
+def test_order_token_then_env_then_kaggle_json(home, monkeypatch):
+    write_kaggle_json(home / ".kaggle", username="fromfile")
+    assert K.find_credentials().username == "fromfile"
+    monkeypatch.setenv("KAGGLE_USERNAME", "fromenv")
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    assert K.find_credentials().username == "fromenv"
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    assert K.find_credentials().method == "token"
+
+
+def test_missing_credentials_explains_setup(home):
+    with pytest.raises(K.KaggleCredentialsError) as e:
+        K.find_credentials()
+    msg = str(e.value)
+    for needle in ("https://www.kaggle.com/settings", "kaggle.json", "chmod 600", "KAGGLE_USERNAME",
+                   "KAGGLE_KEY", "KAGGLE_API_TOKEN", str(home / ".kaggle" / "kaggle.json")):
+        assert needle in msg
+    assert isinstance(e.value, K.KaggleError) and isinstance(e.value, RuntimeError)
+
+
+def test_half_set_env_is_pointed_out(home, monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", USERNAME)
+    with pytest.raises(K.KaggleCredentialsError, match="KAGGLE_USERNAME is set but KAGGLE_KEY is not"):
+        K.find_credentials()
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "not valid JSON"),
+    ("", "not valid JSON"),
+    ('["a"]', "JSON object"),
+    ('{"username": "u"}', "'key'"),
+    (json.dumps({"key": KEY}), "'username'"),
+])
+def test_malformed_kaggle_json(home, content, problem):
+    path = home / ".kaggle" / "kaggle.json"
+    path.write_text(content)
+    path.chmod(0o600)
+    with pytest.raises(K.KaggleCredentialsError) as e:
+        K.find_credentials()
+    msg = str(e.value)
+    assert problem in msg and str(path) in msg and "chmod 600" in msg and "kaggle.com/settings" in msg
+    _no_secret(msg)
+
+
+def test_world_readable_kaggle_json_warns(home, caplog):
+    path = write_kaggle_json(home / ".kaggle", mode=0o644)
+    with pytest.warns(UserWarning, match="chmod 600") as rec:
+        K.find_credentials()
+    text = " ".join(str(w.message) for w in rec)
+    assert str(path) in text
+    _no_secret(text, caplog.text)
+
+
+def test_private_kaggle_json_does_not_warn(home):
+    write_kaggle_json(home / ".kaggle", mode=0o600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        K.find_credentials()
+
+
+def test_no_work_at_import_and_no_exit_without_credentials(home):
+    code = ("import sys\n"
+            "import kaggletools.kaggle_api as k\n"
+            "assert 'kaggle' not in sys.modules and 'kagglesdk' not in sys.modules, 'imported at import time'\n"
+            "try:\n    k.client()\n"
+            "except k.KaggleCredentialsError as e:\n    print('OK', 'kaggle' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / ".kaggle"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "OK False"  # found missing credentials before importing kaggle
+
+
+# -- end to end with the real client -------------------------------------------------------------
+@pytest.mark.parametrize("creds", ["env", "kaggle.json", "token"])
+def test_list_files_with_each_credential_source(kaggle_server, creds):
+    server = kaggle_server(creds=creds)
+    files = K.list_files(SLUG)
+    expected = redux_files()
+    assert {f.name: f.size for f in files} == {n: len(b) for n, b in expected.items()}
+    call = server.calls("ListDataFiles")[-1]
+    assert call.json["competitionName"] == SLUG
+    assert call.auth == (f"Bearer {TOKEN}" if creds == "token" else server.basic_auth)
+    if creds == "token":
+        assert server.calls("IntrospectToken")
+
+
+def test_list_files_follows_pages(kaggle_server):
+    files = {f"f{i:02d}.csv": b"x" * i for i in range(45)}
+    server = kaggle_server(files)
+    got = K.list_files(SLUG)
+    assert [f.name for f in got] == sorted(files)
+    assert len(server.calls("ListDataFiles")) == 3
+    assert str(got[1]) == "f01.csv  (1 B)"
+
+
+def test_download_all_files_is_the_slug_zip(kaggle_server, tmp_path, capsys):
+    server = kaggle_server()
+    path = K.download(SLUG, tmp_path / "data", quiet=True)
+    assert path == tmp_path / "data" / f"{SLUG}.zip"
+    with zipfile.ZipFile(path) as z:
+        assert sorted(z.namelist()) == ["sample_submission.csv", "test.zip", "train.zip"]
+        with zipfile.ZipFile(io.BytesIO(z.read("train.zip"))) as train:
+            names = train.namelist()
+            assert "train/cat.0.jpg" in names and "train/dog.3.jpg" in names
+            assert Image.open(io.BytesIO(train.read("train/cat.0.jpg"))).format == "JPEG"
+        with zipfile.ZipFile(io.BytesIO(z.read("test.zip"))) as test:
+            assert "test/1.jpg" in test.namelist()
+        assert z.read("sample_submission.csv").decode().startswith("id,label\n1,")
+    assert not list(path.parent.glob("*.kaggle-partial"))
+    assert [c.route for c in server.calls()][-2:] == ["DownloadDataFiles", "blob"]
+    out = capsys.readouterr()
+    assert "Downloading" not in out.out + out.err  # quiet
+
+
+def test_download_keeps_fresh_copy_unless_forced(kaggle_server, tmp_path, capsys):
+    kaggle_server()
+    path = K.download(SLUG, tmp_path, quiet=True)
+    good = path.read_bytes()
+    path.write_bytes(b"x" * len(good))  # same size, newer than the server's copy
+    K.download(SLUG, tmp_path, quiet=True)
+    assert path.read_bytes() == b"x" * len(good)
+    K.download(SLUG, tmp_path, force=True)
+    assert path.read_bytes() == good
+    out = capsys.readouterr()
+    assert "Downloading" in out.out + out.err  # not quiet: the client reports progress
+
+
+def test_download_one_file(kaggle_server, tmp_path):
+    server = kaggle_server()
+    path = K.download(SLUG, tmp_path / "d", file="sample_submission.csv", quiet=True)
+    assert path == tmp_path / "d" / "sample_submission.csv"
+    assert path.read_bytes() == server.competition.files["sample_submission.csv"]
+    assert server.calls("DownloadDataFile")[-1].json == {"competitionName": SLUG,
+                                                         "fileName": "sample_submission.csv"}
+
+
+def test_make_redux_zip_helper(tmp_path):
+    path = make_redux_zip(tmp_path, n_train=2, n_test=3)
+    assert path.name == f"{SLUG}.zip"
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(io.BytesIO(z.read("test.zip"))) as t:
+        assert sorted(t.namelist()) == ["test/1.jpg", "test/2.jpg", "test/3.jpg"]
+
+
+def test_submit_and_submissions(kaggle_server, tmp_path):
+    server = kaggle_server(scorer=lambda data: 0.0625)
+    csv = tmp_path / "sub.csv"
+    csv.write_text("id,label\n1,0.9\n2,0.1\n")
+    result = K.submit(SLUG, csv, "resnet34 tta", quiet=True)
+    assert result.ref > 0 and "Successfully submitted" in result.message
+    start = server.calls("StartSubmissionUpload")[-1].json
+    assert start["fileName"] == "sub.csv" and start["contentLength"] == csv.stat().st_size
+    create = server.calls("CreateSubmission")[-1].json
+    assert create["submissionDescription"] == "resnet34 tta"
+    assert server.uploads[create["blobFileTokens"]] == csv.read_bytes()
+
+    df = K.submissions(SLUG)
+    assert list(df.columns) == K.SUBMISSION_COLUMNS
+    row = df.iloc[0]
+    assert (row.ref, row.description, row.status) == (result.ref, "resnet34 tta", "complete")
+    assert row.file_name == "sub.csv"
+    assert row.public_score == 0.0625 and row.private_score != row.private_score  # NaN
+    assert str(df["date"].dtype).startswith("datetime64")
+
+
+def test_submissions_all_pages_and_empty(kaggle_server):
+    server = kaggle_server()
+    assert K.submissions(SLUG).empty
+    server.competition.submissions[:] = [
+        {"ref": i, "date": "2024-01-02T03:04:05.000Z", "description": f"s{i}", "status": "COMPLETE",
+         "publicScore": "0.1", "privateScore": "0.2"} for i in range(45, 0, -1)]
+    df = K.submissions(SLUG)
+    assert len(df) == 45 and df.ref.iloc[0] == 45 and df.private_score.iloc[0] == 0.2
+
+
+def test_leaderboard(kaggle_server):
+    kaggle_server()
+    df = K.leaderboard(SLUG)
+    assert list(df.columns) == K.LEADERBOARD_COLUMNS and df.score.iloc[0] == pytest.approx(0.033)
+
+
+def test_submit_missing_file(kaggle_server, tmp_path):
+    kaggle_server()
+    with pytest.raises(FileNotFoundError):
+        K.submit(SLUG, tmp_path / "nope.csv", "x")
+
+
+def test_real_cli_in_subprocess_on_port_80(tmp_path, monkeypatch):
+    """The unpatched client (http://localhost, port 80) works against the server too."""
+    try:
+        server = FakeKaggle(port=80).start()
+    except OSError as e:
+        pytest.skip(f"cannot bind 127.0.0.1:80 for the unpatched client ({e})")
+    try:
+        with fake_kaggle(tmp_path, monkeypatch=monkeypatch, creds="kaggle.json"):
+            pass  # only to set up HOME / kaggle.json; its own server is stopped
+        env = {**os.environ, "KAGGLE_API_ENVIRONMENT": "LOCALHOST"}
+        r = subprocess.run([sys.executable, "-m", "kaggle", "competitions", "download", SLUG, "-p",
+                            str(tmp_path / "cli")], env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert zipfile.is_zipfile(tmp_path / "cli" / f"{SLUG}.zip")
+        assert server.calls("DownloadDataFiles")[-1].auth == server.basic_auth
+    finally:
+        server.stop()
+
+
+# -- errors -------------------------------------------------------------------------------------
+def test_rules_not_accepted_is_forbidden_with_rules_link(kaggle_server, tmp_path):
+    kaggle_server(rules_accepted=False)
+    assert K.list_files(SLUG)  # listing works without accepting the rules
+    rules = f"https://www.kaggle.com/competitions/{SLUG}/rules"
+    with pytest.raises(K.KaggleForbiddenError) as e:
+        K.download(SLUG, tmp_path)
+    assert rules in str(e.value) and "accept" in str(e.value).lower() and "retry" in str(e.value)
+    csv = tmp_path / "s.csv"
+    csv.write_text("id,label\n")
+    with pytest.raises(K.KaggleForbiddenError, match="rules"):
+        K.submit(SLUG, csv, "x")
+
+
+def test_unknown_competition_is_not_found(kaggle_server, tmp_path):
+    kaggle_server()
+    with pytest.raises(K.KaggleNotFoundError, match="no-such-comp"):
+        K.list_files("no-such-comp")
+    with pytest.raises(K.KaggleNotFoundError, match="no-such-comp"):
+        K.download("no-such-comp", tmp_path)
+    with pytest.raises(K.KaggleNotFoundError, match="Competition not found"):
+        K.download("no-such-comp", tmp_path, file="train.zip")
+
+
+def test_unknown_file_lists_what_exists(kaggle_server, tmp_path):
+    kaggle_server()
+    with pytest.raises(K.KaggleNotFoundError) as e:
+        K.download(SLUG, tmp_path, file="test1.zip")
+    msg = str(e.value)
+    assert "test1.zip" in msg and "train.zip" in msg and "sample_submission.csv" in msg
+
+
+@pytest.mark.parametrize("route, call", [
+    ("ListDataFiles", lambda tmp: K.list_files(SLUG)),
+    ("DownloadDataFiles", lambda tmp: K.download(SLUG, tmp)),
+    ("StartSubmissionUpload", lambda tmp: K.submit(SLUG, _csv(tmp), "x")),
+    ("ListSubmissions", lambda tmp: K.submissions(SLUG)),
+])
+def test_rate_limit(kaggle_server, tmp_path, route, call):
+    kaggle_server(fail_with={route: 429})
+    with pytest.raises(K.KaggleRateLimitError) as e:
+        call(tmp_path)
+    assert "rate limited" in str(e.value) and "retry" in str(e.value)
+
+
+def _csv(folder: Path) -> Path:
+    p = folder / "s.csv"
+    p.write_text("id,label\n1,0.5\n")
+    return p
+
+
+def test_rate_limit_everywhere_with_token(kaggle_server):
+    kaggle_server(creds="token", fail_with=429)  # even the token check is refused
+    with pytest.raises(K.KaggleRateLimitError):
+        K.list_files(SLUG)
+
+
+def test_server_error_is_a_plain_kaggle_error(kaggle_server):
+    kaggle_server(fail_with=500)
+    with pytest.raises(K.KaggleError) as e:
+        K.list_files(SLUG)
+    assert type(e.value) is K.KaggleError and "HTTP 500" in str(e.value)
+
+
+def test_failed_upload(kaggle_server, tmp_path):
+    server = kaggle_server(fail_with={"upload": 500})
+    with pytest.raises(K.KaggleError, match="failed"):
+        K.submit(SLUG, _csv(tmp_path), "x", quiet=True)
+    assert not server.calls("CreateSubmission")
+
+
+def test_wrong_key_is_invalid_credentials(kaggle_server, monkeypatch):
+    kaggle_server()
+    monkeypatch.setenv("KAGGLE_KEY", "f" * 32)
+    with pytest.raises(K.KaggleCredentialsError, match="invalid credentials") as e:
+        K.list_files(SLUG)
+    assert "KAGGLE_USERNAME" in str(e.value)
+    assert "f" * 32 not in str(e.value)
+
+
+def test_rejected_token_is_a_credentials_error_not_exit(kaggle_server, monkeypatch):
+    kaggle_server(creds="token")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_expired_token_value_123")
+    with pytest.raises(K.KaggleCredentialsError, match="invalid or expired") as e:
+        K.list_files(SLUG)
+    assert "KGAT_expired_token_value_123" not in str(e.value)
+
+
+def test_stopped_server_is_a_network_error(kaggle_server, tmp_path):
+    server = kaggle_server()
+    assert K.list_files(SLUG)
+    server.stop()
+    refused = "Could not reach Kaggle at http://127.0.0.1:.*Connection refused"
+    with pytest.raises(K.KaggleNetworkError, match=refused):
+        K.list_files(SLUG)
+    with pytest.raises(K.KaggleNetworkError):
+        K.download(SLUG, tmp_path)
+
+
+def test_nothing_listening_is_a_network_error_even_while_authenticating(kaggle_server, monkeypatch):
+    kaggle_server(creds="token")
+    from kagglesdk import kaggle_env
+
+    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.LOCAL, f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(K.KaggleNetworkError, match="authenticating"):
+        K.client()
+
+
+def test_secrets_never_printed_or_logged(kaggle_server, tmp_path, monkeypatch, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+
+    def attempt(fn):
+        try:
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                r = fn()
+            texts.extend(str(x.message) for x in w)
+            texts.append(repr(r))
+        except Exception as e:  # noqa: BLE001
+            texts.extend(_messages(e))
+
+    server = kaggle_server(creds="kaggle.json")
+    (tmp_path / "home" / ".kaggle" / "kaggle.json").chmod(0o644)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    attempt(K.find_credentials)
+    attempt(lambda: K.list_files(SLUG))
+    attempt(lambda: K.download(SLUG, tmp_path / "d"))  # not quiet: progress output
+    attempt(lambda: K.submit(SLUG, _csv(tmp_path), "x"))
+    attempt(lambda: K.submissions(SLUG))
+    monkeypatch.delenv("KAGGLE_API_TOKEN")
+    attempt(K.find_credentials)
+    attempt(lambda: K.list_files(SLUG))
+    for fail in (403, 404, 429, 500):
+        server.fail_with = fail
+        attempt(lambda: K.download(SLUG, tmp_path / "d", file="train.zip"))
+    server.fail_with = None
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "bad-token")
+    attempt(lambda: K.list_files(SLUG))
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    server.stop()
+    attempt(lambda: K.list_files(SLUG))
+    out = capsys.readouterr()
+    assert any("403" in t for t in texts) and any("Could not reach" in t for t in texts)
+    _no_secret(out.out, out.err, caplog.text, *texts)
