@@ -32,7 +32,9 @@ class DogsVsCatsRedux(Competition):
     test_folders = ("test", "test1")
     metric_name = "log_loss"
     greater_is_better = False
-    recipe = Recipe(backbone="resnet34", size=224, tta="flip")
+    # min_scale 0.75: on the real images (mobilenet_v2, 1+1 epochs, 400 held out) it gave 2.0% error and
+    # log loss 0.048 against 2.5% and 0.052 with 0.35; a short schedule wants light cropping.
+    recipe = Recipe(backbone="resnet34", size=224, min_scale=0.75, tta="flip")
 
     def items(self, data_dir: Path, split: str) -> pd.DataFrame:
         data_dir = Path(data_dir)
