@@ -29,6 +29,13 @@ def versions() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def _builtin(value):
+    """numpy scalars and arrays as Python numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in run metadata")
+
+
 class Run:
     """One run's folder. Every file is written atomically (temporary name, then rename)."""
 
@@ -81,7 +88,10 @@ class Run:
         self.save_table("metrics.csv", table)
 
     def save_weights(self, model: torch.nn.Module, meta: dict) -> Path:
+        """The state dict and plain-JSON metadata (numpy numbers become Python numbers, so the
+        file loads with weights_only=True)."""
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        meta = json.loads(json.dumps(meta, default=_builtin))
         return self._atomic(WEIGHTS, lambda p: torch.save({"state_dict": state, "meta": meta}, p))
 
     def load_weights(self) -> dict:
