@@ -123,7 +123,12 @@ def _multilabel_choice(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     else:
         splitter = MultilabelStratifiedShuffleSplit(1, train_size=k, test_size=len(rest) - k, random_state=seed)
         extra = rest[next(splitter.split(y[rest], y[rest]))[0]]
-    return np.sort(np.concatenate([must, extra]))
+        # iterstrat only approximates train_size: trim or top up at random to exactly k
+        if len(extra) > k:
+            extra = rng.choice(extra, k, replace=False)
+        elif len(extra) < k:
+            extra = np.concatenate([extra, rng.choice(np.setdiff1d(rest, extra), k - len(extra), replace=False)])
+    return np.sort(np.concatenate([must, extra]).astype(int))
 
 
 def sample(competition: Competition, data_dir: Path, out_dir: Path | None = None, n_train: int = 200,

@@ -1,0 +1,260 @@
+"""Shared pieces for multi-label competitions whose labels are space-separated tags
+(`image_name,tags` -> `train_1,agriculture clear primary water`): reading and checking label
+files, image folders that must match them, tag rules (exactly one of a group, tags that stand
+alone), per-class thresholds tuned for mean F-beta, and turning probabilities back into tags.
+
+Planet is the first user; a new multi-label competition declares its classes and rules and
+calls these instead of writing them again.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kaggletools import metrics
+from kaggletools.competition import CompetitionError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+# -- label files -------------------------------------------------------------------------------
+def tags_matrix(tags: pd.Series, classes) -> tuple[np.ndarray, Counter]:
+    """(n, k) 0/1 float32 targets from space-separated tags, and a count of unknown tags."""
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.zeros((len(tags), len(index)), np.float32)
+    unknown: Counter = Counter()
+    for row, text in enumerate(tags.fillna("").astype(str)):
+        for tag in text.split():
+            if tag in index:
+                y[row, index[tag]] = 1.0
+            else:
+                unknown[tag] += 1
+    return y, unknown
+
+
+def read_labels(path: Path, classes, id_column: str, tags_column: str = "tags") -> pd.DataFrame:
+    """The label file as an item table: `id` and one 0/1 float column per class.
+
+    Raises CompetitionError naming the file and the fix for a missing or unreadable file, missing
+    columns, unknown tags and duplicate ids.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CompetitionError(f"{path}: label file not found; download it and run `prepare` (a zipped "
+                               f"{path.name}.zip is unpacked by prepare)")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise CompetitionError(f"{path}: cannot read as CSV ({e}); download the label file again") from None
+    missing = [c for c in (id_column, tags_column) if c not in df.columns]
+    if missing:
+        raise CompetitionError(f"{path}: missing column(s) {missing}; columns are {list(df.columns)}. The label "
+                               f"file must have a header `{id_column},{tags_column}` with space-separated tags; "
+                               "download the original file again")
+    y, unknown = tags_matrix(df[tags_column], classes)
+    if unknown:
+        listed = ", ".join(f"{t!r} ({n} rows)" for t, n in unknown.most_common(5))
+        raise CompetitionError(f"{path}: {sum(unknown.values())} unknown tag(s): {listed}. Known tags: "
+                               f"{', '.join(classes)}. Fix the spelling in the file, or use the official label "
+                               "file of this competition")
+    ids = df[id_column].str.strip()
+    dup = ids[ids.duplicated()].unique()
+    if len(dup):
+        raise CompetitionError(f"{path}: {len(dup)} duplicate {id_column}(s), e.g. {list(dup[:5])}; each image "
+                               "must have one row")
+    table = pd.DataFrame({"id": ids.to_numpy()})
+    for i, c in enumerate(classes):
+        table[c] = y[:, i]
+    return table
+
+
+def write_filtered(path: Path, out: Path, id_column: str, ids) -> None:
+    """Copy a CSV keeping only the rows whose `id_column` is in `ids` (text kept verbatim)."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    keep = set(map(str, ids))
+    df[df[id_column].isin(keep)].to_csv(out, index=False)
+
+
+# -- image folders -----------------------------------------------------------------------------
+def _natural(name: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def image_files(data_dir: Path, folder: str) -> dict[str, str]:
+    """{stem: source relative to data_dir} for the images in `data_dir/folder`, naturally sorted.
+
+    One extra level of nesting is accepted (an archive that unpacked `train-jpg/train-jpg/x.jpg`):
+    when the folder holds no images but exactly one sub-folder, that sub-folder is used. Hidden
+    files (e.g. macOS `._x.jpg`) are ignored.
+    """
+    base = Path(data_dir) / folder
+    for rel in (Path(folder), None):
+        if rel is None:
+            subs = [e for e in _entries(base) if e.is_dir() and not e.name.startswith(".")]
+            if len(subs) != 1:
+                return {}
+            rel = Path(folder) / subs[0].name
+        found = [e.name for e in _entries(Path(data_dir) / rel)
+                 if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file()]
+        if found:
+            found.sort(key=_natural)
+            return {Path(n).stem: (rel / n).as_posix() for n in found}
+    return {}
+
+
+def has_images(data_dir: Path, folder: str) -> bool:
+    return bool(image_files(data_dir, folder))
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def match_labels(labels: pd.DataFrame, files: dict[str, str], label_path: Path, folder: Path) -> pd.DataFrame:
+    """Labels with a `source` column, after checking that label rows and image files correspond
+    one to one. Both directions are errors: a labelled image missing on disk cannot be trained on,
+    and an image without a label row means the label file and the images come from different
+    versions or folders (silently dropping them would hide that)."""
+    ids = labels["id"]
+    missing = ids[~ids.isin(files.keys())]
+    if len(missing):
+        raise CompetitionError(f"{label_path} names {len(missing)} image(s) not found in {folder}, e.g. "
+                               f"{list(missing[:5])}; unpack the complete image archive again (`prepare`), or "
+                               "use the label file that belongs to these images")
+    extra = pd.Index(list(files)).difference(pd.Index(ids))
+    if len(extra):
+        raise CompetitionError(f"{folder} holds {len(extra)} image(s) without a row in {label_path}, e.g. "
+                               f"{list(extra[:5])}; remove them from the folder, or use the label file that "
+                               "belongs to these images")
+    table = labels.copy()
+    table.insert(1, "source", ids.map(files).to_numpy())
+    return table
+
+
+# -- tag rules and thresholds ------------------------------------------------------------------
+@dataclass(frozen=True)
+class TagRules:
+    """Structure a competition's tags obey, applied when turning probabilities into tags.
+
+    one_of: exactly one of these tags per item: the one with the highest probability divided by
+        its threshold (Planet: the four weather tags).
+    alone: tags that, when predicted, exclude every other tag (Planet: `cloudy`, since cloudy
+        chips show no ground).
+    """
+
+    one_of: tuple[str, ...] = ()
+    alone: tuple[str, ...] = ()
+
+    def check(self, classes) -> None:
+        unknown = set(self.one_of) | set(self.alone)
+        unknown -= set(classes)
+        if unknown:
+            raise CompetitionError(f"tag rules name unknown tags {sorted(unknown)}; classes are {list(classes)}")
+
+
+def decide(probs: np.ndarray, thresholds, classes, rules: TagRules = TagRules()) -> np.ndarray:
+    """(n, k) booleans: probability above the class threshold (one number, or one per class),
+    then the rules applied."""
+    probs = np.asarray(probs, dtype=np.float64)
+    t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (probs.shape[1],))
+    pred = probs > t
+    index = {c: i for i, c in enumerate(classes)}
+    if rules.one_of:
+        cols = np.array([index[c] for c in rules.one_of])
+        choice = cols[np.argmax(probs[:, cols] / np.maximum(t[cols], 1e-6), axis=1)]
+        pred[:, cols] = False
+        pred[np.arange(len(pred)), choice] = True
+    for tag in rules.alone:
+        rows = pred[:, index[tag]].copy()
+        pred[rows] = False
+        pred[rows, index[tag]] = True
+    return pred
+
+
+def to_tags(pred: np.ndarray, classes) -> list[str]:
+    """Space-separated tags of each row of a 0/1 matrix, in the order of `classes`."""
+    names = np.asarray(classes, dtype=object)
+    return [" ".join(names[row]) for row in np.asarray(pred, bool)]
+
+
+def thresholds(post: dict | None, classes) -> np.ndarray:
+    """Per-class thresholds from saved post-processing: 0.5 each when there is none. `post`
+    may give them as a list in class order or as a {tag: threshold} mapping (a hand-written
+    thresholds JSON). Anything that does not match the classes raises CompetitionError."""
+    classes = list(classes)
+    raw = (post or {}).get("thresholds")
+    if raw is None:
+        return np.full(len(classes), 0.5)
+    saved = (post or {}).get("classes")
+    if saved is not None and list(saved) != classes:
+        raise CompetitionError(f"thresholds were tuned for classes {list(saved)}, not this competition's "
+                               f"{classes}; train again or give thresholds for these classes")
+    if isinstance(raw, dict):
+        unknown, absent = set(raw) - set(classes), [c for c in classes if c not in raw]
+        if unknown or absent:
+            raise CompetitionError(f"thresholds name unknown tag(s) {sorted(unknown)} and lack {absent}; give one "
+                                   f"threshold for each of {classes}")
+        raw = [raw[c] for c in classes]
+    try:
+        t = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CompetitionError(f"thresholds must be numbers, got {raw!r}") from None
+    if t.shape != (len(classes),):
+        raise CompetitionError(f"{t.size} threshold(s) given but there are {len(classes)} classes ({classes}); "
+                               "give one threshold per class, in this order")
+    if not np.all((t > 0) & (t < 1)):
+        raise CompetitionError(f"thresholds must lie strictly between 0 and 1, got {t.tolist()}")
+    return t
+
+
+def fit_thresholds(y_true: np.ndarray, probs: np.ndarray, classes, rules: TagRules = TagRules(),
+                   beta: float = 2.0) -> dict:
+    """Post-processing tuned on validation predictions for mean F-beta over items: one global
+    threshold, then per-class thresholds by coordinate ascent from it, both with the rules applied.
+    The scores at 0.5, at the global and at the per-class thresholds are kept side by side (all
+    measured on the same validation items the thresholds were tuned on, so the tuned ones are
+    optimistic)."""
+    classes = list(classes)
+
+    def rule(p, t):
+        return decide(p, t, classes, rules)
+
+    name = f"f{beta:g}"
+    fixed = float(metrics.fbeta_per_sample(y_true, rule(probs, 0.5), beta).mean())
+    t_global, s_global = metrics.best_threshold(y_true, probs, beta=beta, decide=rule)
+    free = [c not in rules.one_of and c not in rules.alone for c in classes]  # rules can only veto these
+    t_class, s_class = metrics.best_class_thresholds(y_true, probs, beta=beta, start=t_global, decide=rule,
+                                                     free=free)
+    plain = float(metrics.fbeta_per_sample(y_true, metrics.binarize(probs, t_class), beta).mean())
+    return {"thresholds": [round(float(v), 4) for v in t_class], "classes": classes,
+            "global_threshold": t_global, f"{name}_fixed_0.5": fixed, f"{name}_global": s_global,
+            f"{name}_per_class": s_class, f"{name}_per_class_without_rules": plain}
+
+
+def check_tags(tags: pd.Series, classes, rules: TagRules = TagRules()) -> None:
+    """Submission values: known tags only, and exactly one of `rules.one_of` per row.
+    Raises ValueError (the submission layer adds the file name)."""
+    known = set(classes)
+    rows = tags.fillna("").astype(str).str.split()
+    unknown = Counter(t for row in rows for t in row if t not in known)
+    if unknown:
+        raise ValueError(f"unknown tag(s) {sorted(unknown)[:5]} in column {tags.name!r}; known tags: "
+                         f"{', '.join(classes)}")
+    if rules.one_of:
+        group = set(rules.one_of)
+        counts = rows.map(lambda row: len(group.intersection(row)))
+        bad = counts != 1
+        if bad.any():
+            first = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{int(bad.sum())} row(s) without exactly one of {sorted(group)}, e.g. row {first} "
+                             f"{rows.iloc[first]}; each item needs exactly one of these tags")

@@ -1,0 +1,464 @@
+"""Planet: the metric and thresholds, tag rules, the real label file, the Kaggle-shaped fixture,
+prepare / items / sample, the whole loop from Python and from the CLI, and each bad input with a
+clear error and nothing half-written."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+import time
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kaggletools import api, data, images, metrics, multilabel, submission
+from kaggletools.cli import main as cli
+from kaggletools.competition import CompetitionError, get
+
+SLUG = "planet-understanding-the-amazon-from-space"
+REAL_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "planet" / "train_v2.csv"
+COMP = get("planet")
+TAGS = list(COMP.classes)
+WEATHER = ["clear", "cloudy", "haze", "partly_cloudy"]
+ARCHIVES = ["train-jpg.tar.7z", "test-jpg.tar.7z", "test-jpg-additional.tar.7z"]
+TINY = dict(backbone="mobilenet_v2", size=64, presize=64, batch_size=16, progress=False)
+
+
+def noisy_probs(y: np.ndarray, rng, signal: float = 3.0, bias: float = -1.0) -> np.ndarray:
+    """Probabilities of an imperfect model: informative but miscalibrated (too low)."""
+    return 1 / (1 + np.exp(-(rng.normal(0, 1.5, y.shape) + signal * (y - 0.5) + bias)))
+
+
+def one_weather_each(tags: pd.Series) -> bool:
+    return bool(tags.str.split().map(lambda t: len(set(WEATHER) & set(t)) == 1).all())
+
+
+@pytest.fixture
+def real_labels() -> Path:
+    if not REAL_LABELS.is_file():
+        pytest.skip(f"Planet's real label file not found at {REAL_LABELS} (the ../shared folder beside the repo)")
+    return REAL_LABELS
+
+
+@pytest.fixture(scope="module")
+def download(tmp_path_factory):
+    """What a user holds after getting everything Kaggle published: five packed files."""
+    folder = tmp_path_factory.mktemp("planet-download") / SLUG
+    start = time.perf_counter()
+    solution = COMP.make_fixture(folder, n_train=64, n_test=32, seed=0)
+    return folder, solution, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def prepared(download, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("planet-prepared") / SLUG
+    shutil.copytree(download[0], folder)
+    api.prepare(SLUG, folder)
+    return folder
+
+
+@pytest.fixture
+def copy(prepared, tmp_path):
+    """A private copy of the prepared folder, to break."""
+    folder = tmp_path / "data"
+    shutil.copytree(prepared, folder, symlinks=True)
+    return folder
+
+
+# -- metric ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("zero_division", [0.0, 1.0])
+def test_f2_equals_sklearn_on_random_inputs(zero_division):
+    from sklearn.metrics import fbeta_score
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n, k = int(rng.integers(1, 40)), int(rng.integers(2, 18))  # k=1 is binary to sklearn
+        y = rng.random((n, k)) < rng.uniform(0, 0.6)
+        p = rng.random((n, k)) < rng.uniform(0, 0.6)
+        if trial % 4 == 0:
+            y[0], p[0] = False, False  # nothing to find, nothing claimed
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = fbeta_score(y, p, beta=2, average="samples", zero_division=zero_division)
+        assert metrics.f2_samples(y, p, zero_division) == pytest.approx(expected, abs=1e-12), trial
+
+
+def test_f2_scores_each_image_then_averages():
+    y = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    p = np.array([[1, 0, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]])
+    # row 0: tp 1, fn 1, fp 1 -> 5/(5+4+1) = 0.5; row 1: tp 1, fp 3 -> 5/8; row 2: empty = perfect
+    assert metrics.f2_samples(y, p) == pytest.approx((0.5 + 5 / 8 + 1) / 3)
+    assert metrics.f2_samples(y, p, zero_division=0) == pytest.approx((0.5 + 5 / 8) / 3)
+
+
+def test_tuned_thresholds_never_score_below_half_on_validation():
+    rng = np.random.default_rng(1)
+    y = (rng.random((400, 17)) < np.linspace(0.03, 0.9, 17)).astype(np.float32)
+    probs = noisy_probs(y, rng)
+    t, s_global = metrics.best_threshold(y, probs)
+    fixed = metrics.f2_samples(y, metrics.binarize(probs, 0.5))
+    per_class, s_class = metrics.best_class_thresholds(y, probs)
+    assert s_class >= s_global >= fixed and s_class > fixed + 0.05
+    assert s_global == pytest.approx(metrics.f2_samples(y, metrics.binarize(probs, t)))
+    assert s_class == pytest.approx(metrics.f2_samples(y, metrics.binarize(probs, per_class)))
+    generic, s_generic = metrics.best_class_thresholds(y, probs, decide=metrics.binarize)
+    assert np.allclose(generic, per_class) and s_generic == pytest.approx(s_class)
+
+
+def test_rule_aware_search_shortcut_equals_the_full_search():
+    rng = np.random.default_rng(2)
+    y = COMP.targets(_rows_to_items(_planet_like_rows(300, rng)))
+    probs = noisy_probs(y, rng)
+
+    def rule(p, t):
+        return multilabel.decide(p, t, TAGS, multilabel.TagRules(("clear", "cloudy", "haze", "partly_cloudy"),
+                                                                   ("cloudy",)))
+
+    free = [c not in WEATHER for c in TAGS]
+    full = metrics.best_class_thresholds(y, probs, decide=rule)
+    fast = metrics.best_class_thresholds(y, probs, decide=rule, free=free)
+    assert np.allclose(full[0], fast[0]) and full[1] == pytest.approx(fast[1])
+
+
+def test_fit_post_reports_fixed_global_and_per_class_side_by_side():
+    rng = np.random.default_rng(3)
+    y = COMP.targets(_rows_to_items(_planet_like_rows(300, rng)))
+    probs = noisy_probs(y, rng)
+    post = COMP.fit_post(y, probs)
+    json.dumps(post)  # saved in report.json and the weights' meta
+    assert len(post["thresholds"]) == 17 and post["classes"] == TAGS
+    assert post["f2_per_class"] >= post["f2_global"] >= post["f2_fixed_0.5"]
+    assert COMP.metric(y, probs, post) == pytest.approx(post["f2_per_class"])
+    assert COMP.metric(y, probs, {}) == pytest.approx(post["f2_fixed_0.5"]) == COMP.metric(y, probs)
+
+
+# -- tag rules, submission rows and saved thresholds ------------------------------------------------
+def test_exactly_one_weather_tag_scaled_by_its_threshold_and_cloudy_stands_alone():
+    probs = np.full((3, 17), 0.01)
+    i = {t: n for n, t in enumerate(TAGS)}
+    probs[0, [i["clear"], i["haze"], i["primary"], i["road"]]] = [0.6, 0.7, 0.9, 0.8]
+    probs[1, [i["cloudy"], i["partly_cloudy"], i["primary"], i["water"]]] = [0.5, 0.4, 0.9, 0.9]
+    probs[2, [i["clear"], i["haze"]]] = [0.02, 0.03]  # no weather above threshold: still one
+    t = np.full(17, 0.5)
+    assert multilabel.to_tags(multilabel.decide(probs, t, TAGS, _rules()), TAGS) == \
+        ["haze primary road", "cloudy", "haze"]
+    t[i["haze"]] = 0.9  # 0.6/0.5 > 0.7/0.9: clear wins once haze needs more evidence
+    assert multilabel.to_tags(multilabel.decide(probs, t, TAGS, _rules()), TAGS)[0] == "clear primary road"
+
+
+def test_submission_has_one_weather_tag_per_image_and_rejects_bad_rows():
+    rng = np.random.default_rng(4)
+    ids = [f"test_{i}" for i in range(50)]
+    df = COMP.submission(ids, rng.random((50, 17)), {})
+    assert list(df.columns) == ["image_name", "tags"] and one_weather_each(df["tags"])
+    cloudy = df["tags"].str.contains("cloudy") & ~df["tags"].str.contains("partly_cloudy")
+    assert (df.loc[cloudy, "tags"] == "cloudy").all()
+    COMP.validate_rows(df)
+    for tags, problem in (("clear primary jungle", "unknown tag"), ("clear haze primary", "exactly one"),
+                          ("primary water", "exactly one")):
+        bad = df.copy()
+        bad.loc[3, "tags"] = tags
+        with pytest.raises(submission.SubmissionError, match=problem):
+            submission.validate(COMP, bad, ids)
+
+
+@pytest.mark.parametrize("post,problem", [
+    ({"thresholds": [0.2] * 16}, "16 threshold"),
+    ({"thresholds": [0.2] * 17, "classes": TAGS[::-1]}, "tuned for classes"),
+    ({"thresholds": [0.2] * 16 + [1.5]}, "between 0 and 1"),
+    ({"thresholds": {"clear": 0.2}}, "lack"),
+    ({"thresholds": {**dict.fromkeys(TAGS, 0.2), "jungle": 0.3}}, "unknown"),
+    ({"thresholds": ["a"] * 17}, "numbers"),
+])
+def test_thresholds_that_do_not_match_the_classes_are_refused(post, problem):
+    with pytest.raises(CompetitionError, match=problem):
+        COMP.check_post(post)
+    with pytest.raises(CompetitionError, match=problem):
+        COMP.submission(["test_0"], np.full((1, 17), 0.5), post)
+    with pytest.raises(CompetitionError, match=problem):
+        COMP.metric(np.zeros((1, 17)), np.full((1, 17), 0.5), post)
+
+
+def test_hand_written_thresholds_by_tag_are_accepted():
+    post = {"thresholds": {t: (0.1 if t == "water" else 0.5) for t in TAGS}}
+    COMP.check_post(post)
+    probs = np.full((1, 17), 0.2)
+    probs[0, TAGS.index("clear")] = 0.9
+    assert COMP.submission(["x"], probs, post)["tags"].tolist() == ["clear water"]
+
+
+# -- the real label file ----------------------------------------------------------------------
+def test_real_labels_obey_the_rules_the_submission_applies(real_labels):
+    items = multilabel.read_labels(real_labels, TAGS, "image_name")
+    y = COMP.targets(items)
+    assert len(items) == 40479 and (y.sum(0) > 0).all()
+    weather = y[:, [TAGS.index(w) for w in WEATHER]].sum(1)
+    assert (weather == 1).sum() == 40478 and items["id"][weather == 0].tolist() == ["train_24448"]
+    cloudy = y[:, TAGS.index("cloudy")] == 1
+    assert cloudy.sum() == 2089 and (y[cloudy].sum(1) == 1).all()  # cloudy chips carry no other tag
+
+
+def test_iterative_folds_keep_every_tag_in_every_fold(real_labels):
+    items = multilabel.read_labels(real_labels, TAGS, "image_name")
+    y = COMP.targets(items)
+    folds = data.folds(COMP, items, 5, seed=42)
+    for k in range(5):
+        counts = y[folds == k].sum(0)
+        assert (counts > 0).all() and (counts >= 0.15 * y.sum(0)).all(), k  # about a fifth of each tag
+
+
+def test_a_500_row_sample_of_the_real_labels_keeps_all_17_tags(real_labels):
+    items = multilabel.read_labels(real_labels, TAGS, "image_name")
+    chosen = data.choose(COMP, items, 500, seed=0)
+    assert (COMP.targets(chosen).sum(0) > 0).all()
+    assert 490 <= len(chosen) <= 500
+
+
+def test_a_500_row_sample_has_exactly_500_rows(real_labels):
+    items = multilabel.read_labels(real_labels, TAGS, "image_name")
+    assert len(data.choose(COMP, items, 500, seed=0)) == 500
+
+
+# -- the fixture ------------------------------------------------------------------------------
+def test_fixture_is_packed_as_kaggle_ships_it(download, tmp_path):
+    import py7zr
+
+    folder, solution, seconds = download
+    assert seconds < 5
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["train_v2.csv.zip", "sample_submission_v2.csv.zip", *ARCHIVES])
+    with zipfile.ZipFile(folder / "train_v2.csv.zip") as z:
+        assert z.namelist() == ["train_v2.csv"]
+        labels = pd.read_csv(io.BytesIO(z.read("train_v2.csv")))
+    assert list(labels.columns) == ["image_name", "tags"] and len(labels) == 64
+    assert set(" ".join(labels["tags"]).split()) == set(TAGS)  # every tag is learnable
+    with py7zr.SevenZipFile(folder / "train-jpg.tar.7z") as z:
+        assert z.getnames() == ["train-jpg.tar"]
+        z.extractall(tmp_path)
+    with tarfile.open(tmp_path / "train-jpg.tar") as tar:
+        names = [m.name for m in tar.getmembers() if m.isfile()]
+    assert len(names) == 64 and "train-jpg/train_0.jpg" in names
+    assert list(solution.columns) == ["image_name", "tags"] and len(solution) == 32
+    assert solution["image_name"].str.match(r"(test|file)_\d+$").all() and one_weather_each(solution["tags"])
+    if REAL_LABELS.is_file():  # real rows, renamed
+        real = set(pd.read_csv(REAL_LABELS)["tags"])
+        assert set(labels["tags"]) <= real and set(solution["tags"]) <= real
+
+
+def test_fixture_without_the_real_label_file_synthesises_plausible_rows(tmp_path):
+    solution = COMP.make_fixture(tmp_path, n_train=40, n_test=10, seed=5, labels=None)
+    with zipfile.ZipFile(tmp_path / "train_v2.csv.zip") as z:
+        labels = pd.read_csv(io.BytesIO(z.read("train_v2.csv")))
+    assert set(" ".join(labels["tags"]).split()) == set(TAGS)
+    assert one_weather_each(labels["tags"]) and one_weather_each(solution["tags"])
+    cloudy = labels["tags"].str.split().map(lambda t: "cloudy" in t)
+    assert (labels.loc[cloudy, "tags"] == "cloudy").all()
+
+
+# -- prepare, items, sample ---------------------------------------------------------------------
+def test_prepare_unpacks_the_double_packed_archives_and_items_follow(prepared, download):
+    train = data.train_items(COMP, prepared)
+    assert list(train.columns[:2]) == ["id", "source"] and list(train.columns[2:]) == TAGS
+    assert len(train) == 64 and train["source"].str.match(r"train-jpg/(train-jpg/)?train_\d+\.jpg$").all()
+    assert train["id"].tolist()[:3] == ["train_0", "train_1", "train_2"]
+    assert set(np.unique(COMP.targets(train))) == {0.0, 1.0}
+    test = data.test_items(COMP, prepared)
+    assert test["id"].tolist() == download[1]["image_name"].tolist()  # test_* then file_*, natural order
+    assert COMP.sample_submission(prepared).name == "sample_submission_v2.csv"
+    assert COMP.load(train["source"].iloc[0], prepared).shape == (256, 256, 3)
+
+
+def test_prepare_without_the_image_archives_says_why_and_how(download, tmp_path):
+    folder = tmp_path / SLUG
+    folder.mkdir()
+    for name in ("train_v2.csv.zip", "sample_submission_v2.csv.zip"):  # all the API still serves
+        shutil.copy(download[0] / name, folder)
+    with pytest.raises(CompetitionError) as e:
+        api.prepare(SLUG, folder)
+    message = str(e.value)
+    for part in ("December 2019", "404", *ARCHIVES, "kaggletools prepare planet", "--add /path/to/train-jpg"):
+        assert part in message, part
+    assert (folder / "train_v2.csv").is_file()  # what could be unpacked was
+
+
+def test_prepare_names_a_missing_test_archive_and_items_check_the_sample_submission(download, tmp_path):
+    folder = tmp_path / SLUG
+    shutil.copytree(download[0], folder)
+    (folder / "test-jpg-additional.tar.7z").unlink()
+    with pytest.raises(CompetitionError, match="test-jpg-additional/") as e:
+        api.prepare(SLUG, folder)
+    assert "--add /path/to/test-jpg-additional.tar.7z" in str(e.value)
+    assert "--add /path/to/train-jpg.tar.7z" not in str(e.value)
+    with pytest.raises(CompetitionError, match="sample_submission_v2.csv lists 10 test image"):
+        data.test_items(COMP, folder)
+
+
+def test_test_images_that_the_sample_submission_does_not_list_are_refused(copy):
+    shutil.copy(copy / "test-jpg" / "test_0.jpg", copy / "test-jpg" / "test_999.jpg")
+    with pytest.raises(CompetitionError, match=r"1 test image\(s\) are not in .*sample_submission_v2.csv.*test_999"):
+        data.test_items(COMP, copy)
+
+
+def test_prepare_add_accepts_archives_or_unpacked_folders(download, prepared, tmp_path):
+    for kind, sources in (("archives", [download[0] / a for a in ARCHIVES]),
+                          ("folders", [prepared / f for f in ("train-jpg", "test-jpg", "test-jpg-additional")])):
+        folder = tmp_path / kind
+        folder.mkdir()
+        for name in ("train_v2.csv.zip", "sample_submission_v2.csv.zip"):
+            shutil.copy(download[0] / name, folder)
+        api.prepare(SLUG, folder, add=sources)
+        assert len(data.train_items(COMP, folder)) == 64 and len(data.test_items(COMP, folder)) == 32
+
+
+def test_items_accept_one_extra_nesting_level_and_ignore_hidden_files(copy):
+    inner = copy / "train-jpg"
+    if not (inner / "train-jpg").is_dir():  # make the nesting if prepare flattened it
+        tmp = copy / "flat"
+        inner.rename(tmp)
+        inner.mkdir()
+        tmp.rename(inner / "train-jpg")
+    (inner / "train-jpg" / "._train_0.jpg").write_bytes(b"macOS resource fork")
+    train = COMP.items(copy, "train")
+    assert train["source"].str.startswith("train-jpg/train-jpg/").all() and len(train) == 64
+
+
+def test_label_file_nested_in_its_zip_is_found(download, tmp_path):
+    folder = tmp_path / SLUG
+    shutil.copytree(download[0], folder)
+    with zipfile.ZipFile(folder / "train_v2.csv.zip") as z:
+        payload = z.read("train_v2.csv")
+    with zipfile.ZipFile(folder / "train_v2.csv.zip", "w") as z:
+        z.writestr("train_v2.csv/train_v2.csv", payload)
+    api.prepare(SLUG, folder)
+    assert (folder / "train_v2.csv").is_file() and len(data.train_items(COMP, folder)) == 64
+
+
+def test_sample_writes_the_label_file_and_sample_submission_cut_to_the_choice(prepared, tmp_path):
+    out = api.sample(SLUG, prepared, tmp_path / "sample", n_train=24, n_test=8, seed=1)
+    labels = pd.read_csv(out / "train_v2.csv")
+    train = data.train_items(COMP, out)
+    assert len(labels) == 24 == len(train)
+    assert (COMP.targets(train).sum(0) > 0).all()
+    sample = pd.read_csv(out / "sample_submission_v2.csv")
+    assert sorted(sample["image_name"]) == sorted(data.test_items(COMP, out)["id"]) and len(sample) == 8
+
+
+# -- bad inputs: a clear error, nothing half-written ------------------------------------------
+@pytest.mark.parametrize("edit,problem", [
+    (lambda df: df.rename(columns={"tags": "labels"}), r"missing column\(s\) \['tags'\]"),
+    (lambda df: df.assign(tags=df["tags"].where(df.index != 5, "clear primary jungle")), "unknown tag.*'jungle'"),
+    (lambda df: df.iloc[1:], r"1 image\(s\) without a row.*train_0"),
+    (lambda df: pd.concat([df, pd.DataFrame({"image_name": ["train_999"], "tags": ["clear"]})]),
+     r"names 1 image\(s\) not found.*train_999"),
+])
+def test_bad_label_files_stop_before_any_run_folder(copy, tmp_path, capsys, edit, problem):
+    edit(pd.read_csv(copy / "train_v2.csv")).to_csv(copy / "train_v2.csv", index=False)
+    with pytest.raises(CompetitionError, match=problem) as e:
+        api.train(SLUG, copy, runs_dir=tmp_path / "runs", **TINY, pretrained=False)
+    assert "train_v2.csv" in str(e.value) or "train-jpg" in str(e.value)
+    assert not (tmp_path / "runs").exists()
+    rc = cli(["train", "planet", "--data", str(copy), "--runs", str(tmp_path / "runs"), "--quiet"])
+    assert rc == 1 and "error:" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_image_missing_on_disk_is_listed_with_a_count(copy):
+    for n in range(7):
+        next((copy / "train-jpg").rglob(f"train_{n}.jpg")).unlink()
+    with pytest.raises(CompetitionError, match=r"names 7 image\(s\) not found.*train_0.*unpack") as e:
+        data.train_items(COMP, copy)
+    assert "train_5" not in str(e.value)  # a few named, not all
+
+
+def test_corrupt_chip_stops_training_with_its_name(copy, tmp_path):
+    chip = next((copy / "train-jpg").rglob("train_3.jpg"))
+    chip.unlink()  # a hard link into the module's folder: replace, do not write through
+    chip.write_bytes(b"\xff\xd8\xff truncated")
+    with pytest.raises(images.ImageError, match=r"train_3\.jpg.*(corrupt|truncated)"):
+        api.train(SLUG, copy, runs_dir=tmp_path / "runs", **TINY, pretrained=False)
+    assert not list((tmp_path / "runs").rglob("model.pt")) and not list((tmp_path / "runs").rglob("report.json"))
+    from kaggletools import cache
+
+    assert not list(cache.cache_root().glob("*partial*"))
+
+
+# -- the whole loop ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def result(prepared, tmp_path_factory):
+    """api.run on the prepared fixture: pretrained mobilenet_v2 at 64 px, dihedral TTA."""
+    work = tmp_path_factory.mktemp("planet-run")
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    out = api.run(SLUG, prepared, runs_dir=work / "runs", out=work / "planet.csv", freeze_epochs=2, epochs=2,
+                  lr=1e-2, **TINY)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def test_run_end_to_end_gives_a_validated_submission_and_tuned_thresholds(result, prepared, download):
+    csv = Path(result["submission"])
+    api.validate_file(SLUG, csv, prepared)
+    df = submission.read(csv)
+    assert list(df.columns) == ["image_name", "tags"] and len(df) == 32 and one_weather_each(df["tags"])
+    post = result["post"]
+    assert len(post["thresholds"]) == 17
+    assert post["f2_per_class"] >= post["f2_global"] >= post["f2_fixed_0.5"]
+    assert result["with_tta"]["f2"] == pytest.approx(post["f2_per_class"])
+    report = json.loads((Path(result["run"]) / "report.json").read_text())
+    assert report["tta"] == "dihedral" and report["post"] == post
+    truth = COMP.targets(_rows_to_items(download[1]["tags"].tolist()))
+    hidden = metrics.f2_samples(truth, COMP.targets(_rows_to_items(df["tags"].tolist())))
+    print(f"\nplanet fixture run ({result['seconds']:.0f} s): valid F2 at 0.5 {post['f2_fixed_0.5']:.3f}, "
+          f"global {post['global_threshold']} {post['f2_global']:.3f}, per-class {post['f2_per_class']:.3f}; "
+          f"hidden test F2 {hidden:.3f}")
+    prior = metrics.f2_samples(truth, COMP.targets(_rows_to_items(["clear primary"] * len(truth))))
+    assert hidden > prior  # more than the two commonest tags for every chip (about 0.7 here: F2 loves recall)
+
+
+def test_predict_refuses_thresholds_that_do_not_match_the_classes(result, prepared, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(result["run"], run)
+    state = torch.load(run / "model.pt", weights_only=False)
+    state["meta"]["post"]["thresholds"] = state["meta"]["post"]["thresholds"][:16]
+    torch.save(state, run / "model.pt")
+    with pytest.raises(CompetitionError, match="16 threshold"):
+        api.predict(run, prepared, out=tmp_path / "sub.csv", progress=False)
+    assert not list(tmp_path.glob("sub.csv*")) and not list(tmp_path.glob(".sub.csv*"))
+
+
+def test_cli_runs_the_loop_on_a_planet_shaped_folder(download, tmp_path, capsys):
+    folder = tmp_path / SLUG
+    folder.mkdir()
+    for name in ("train_v2.csv.zip", "sample_submission_v2.csv.zip"):  # what `download` still gets
+        shutil.copy(download[0] / name, folder)
+    rc = cli(["prepare", "planet", "--data", str(folder)])
+    assert rc == 1 and "December 2019" in capsys.readouterr().err
+    adds = [arg for a in ARCHIVES for arg in ("--add", str(download[0] / a))]
+    rc = cli(["run", "planet", "--data", str(folder), *adds, "--runs", str(tmp_path / "runs"),
+              "--out", str(tmp_path / "sub.csv"), "--backbone", "resnet18", "--no-pretrained", "--size", "32",
+              "--freeze-epochs", "0", "--epochs", "1", "--batch-size", "16", "--tta", "flip", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and json.loads(out[out.index("{"):])["submission"] == str(tmp_path / "sub.csv")
+    assert cli(["validate", "planet", str(tmp_path / "sub.csv"), "--data", str(folder)]) == 0
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _rules() -> multilabel.TagRules:
+    return multilabel.TagRules(one_of=tuple(WEATHER), alone=("cloudy",))
+
+
+def _rows_to_items(rows) -> pd.DataFrame:
+    y, unknown = multilabel.tags_matrix(pd.Series(list(rows)), TAGS)
+    assert not unknown
+    return pd.DataFrame(y, columns=TAGS)
+
+
+def _planet_like_rows(n: int, rng) -> list[str]:
+    from competitions import planet
+
+    return planet._synthetic_rows(n, rng)
