@@ -141,7 +141,7 @@ def _normalize(comp: Competition, info: models.BackboneInfo, array: np.ndarray, 
 
 
 def _learner(comp, recipe, data_dir, items, valid, device, dist, progress, log, amp="auto", channels_last=None,
-             compile=False):
+             compile=False, train_bn=False):
     extra = comp.extra_features(items) if recipe.extra else None
     model, info = models.create(recipe.backbone, comp.n_outputs, recipe.pretrained,
                                 0 if extra is None else extra.shape[1])
@@ -151,7 +151,7 @@ def _learner(comp, recipe, data_dir, items, valid, device, dist, progress, log, 
              None if extra is None else np.asarray(extra, np.float32))
     torch.manual_seed(recipe.seed)
     learner = Learner(comp, model, d, recipe, device, amp=amp, channels_last=channels_last, compile=compile,
-                      progress=progress, log=log, dist=dist)
+                      train_bn=train_bn, progress=progress, log=log, dist=dist)
     return learner, info
 
 
@@ -172,9 +172,12 @@ def lr_find(name: str, data_dir: Path, out: Path | None = None, device: str | No
 
 def train(name: str, data_dir: Path, *, runs_dir: Path = Path("runs"), precompute: int = 0, folds: int = 0,
           fold: int = 0, device: str | None = None, amp: str = "auto", channels_last: bool | None = None,
-          compile: bool = False, progress: bool = True, **recipe) -> runs.Run | None:
+          compile: bool = False, train_bn: bool = False, progress: bool = True, **recipe) -> runs.Run | None:
     """Split, fit (fine-tune, or head on precomputed features then optional unfrozen epochs),
     validate with and without TTA, tune post-processing, and save everything in a run folder.
+    `precompute=3, epochs=0` is fast.ai lesson 1's head-only training on cached features.
+    `train_bn` lets the frozen body's batch-norm layers follow the new data (see train.py).
+    Under torchrun every rank trains its shard; only rank 0 writes the run folder.
     Returns the Run on rank 0 (None on other ranks of a torchrun job)."""
     comp = registry.get(name)
     r = comp.recipe.replace(**recipe)
@@ -189,35 +192,40 @@ def train(name: str, data_dir: Path, *, runs_dir: Path = Path("runs"), precomput
     run = runs.Run.create(Path(runs_dir) / comp.slug, f"{r.backbone}" + (f"-fold{fold}" if folds else "")) \
         if dist.main else None
     options = {"precompute": precompute, "folds": folds, "fold": fold, "amp": amp, "compile": compile,
-               "world_size": dist.world}
-    learner, info = _learner(comp, r, data_dir, items, valid, dev, dist, progress,
-                             run.log_epoch if run else None, amp, channels_last, compile)
-    if run:
-        run.save_json("config.json", {"competition": comp.slug, "data_dir": str(data_dir.resolve()),
-                                      "recipe": dataclasses.asdict(r), "options": options,
-                                      "backbone": dataclasses.asdict(info), "device": str(dev)})
-        run.save_json("versions.json", runs.versions())
-        run.save_table("split.csv", pd.DataFrame({"id": items["id"], "is_valid": valid,
-                                                  **({"fold": data.folds(comp, items, folds, r.seed)} if folds else {})}))
-        if progress:
-            print(f"run folder: {run.path}\nweights: {info.weights or 'random init (no pretrained weights)'}"
-                  f" [{info.weights_file or '-'}], device: {dev}, train {int((~valid).sum())}, valid {int(valid.sum())}")
-    if precompute:
-        from kaggletools import precompute as pre
+               "train_bn": train_bn, "world_size": dist.world}
+    try:
+        learner, info = _learner(comp, r, data_dir, items, valid, dev, dist, progress,
+                                 run.log_epoch if run else None, amp, channels_last, compile, train_bn)
+        if run:
+            run.save_json("config.json", {"competition": comp.slug, "data_dir": str(data_dir.resolve()),
+                                          "recipe": dataclasses.asdict(r), "options": options,
+                                          "backbone": dataclasses.asdict(info), "device": str(dev)})
+            run.save_json("versions.json", runs.versions())
+            run.save_table("split.csv", pd.DataFrame({"id": items["id"], "is_valid": valid,
+                                                      **({"fold": data.folds(comp, items, folds, r.seed)} if folds else {})}))
+            if progress:
+                print(f"run folder: {run.path}\nweights: {info.weights or 'random init (no pretrained weights)'}"
+                      f" [{info.weights_file or '-'}], device: {dev}, train {int((~valid).sum())}, valid {int(valid.sum())}")
+        if precompute:
+            from kaggletools import precompute as pre
 
-        pre.fit_head(learner, precompute, r.lr, level="flip" if r.tta == "flip" else "none")
-        learner.fit_unfrozen(r.epochs, r.lr / 2)
-    else:
-        learner.fine_tune()
-    report = _validate(comp, learner, items, r, run)
-    if run:
-        meta = {"competition": comp.slug, "recipe": dataclasses.asdict(r), "backbone": info.name,
-                "n_extra": learner.model.n_extra, "mean": list(learner.data.normalize.mean),
-                "std": list(learner.data.normalize.std), "scale": learner.data.normalize.scale,
-                "post": report["post"], "classes": list(comp.classes)}
-        run.save_weights(learner.model, meta)
-        run.save_json("report.json", report)
-        _plot_history(learner.history, run.file("history.png"))
+            pre.fit_head(learner, precompute, r.lr, level="flip" if r.tta == "flip" else "none")
+            learner.fit_unfrozen(r.epochs, r.lr / 2)
+        else:
+            learner.fine_tune()
+        report = _validate(comp, learner, items, r, run)
+        if run:
+            meta = {"competition": comp.slug, "recipe": dataclasses.asdict(r), "backbone": info.name,
+                    "n_extra": learner.model.n_extra, "mean": list(learner.data.normalize.mean),
+                    "std": list(learner.data.normalize.std), "scale": learner.data.normalize.scale,
+                    "post": report["post"], "classes": list(comp.classes)}
+            run.save_weights(learner.model, meta)
+            run.save_json("report.json", report)
+            _plot_history(learner.history, run.file("history.png"))
+    except BaseException as e:
+        if run:  # an unfinished run folder says so; `predict` refuses it (no model.pt)
+            run.save_json("failed.json", {"error": f"{type(e).__name__}: {e}"})
+        raise
     return run
 
 
@@ -290,16 +298,17 @@ def predict_probs(run_dir: Path, data_dir: Path | None = None, *, tta: str | Non
     """Test-set probabilities from a run folder alone: (competition, test items, probs, post),
     also saved as the run's test_predictions.csv."""
     from kaggletools.predict import predict as infer
-    from kaggletools.train import amp_context
+    from kaggletools.train import amp_context, default_channels_last
 
     run, comp, r, model, normalize, meta, dev = load_run(run_dir, device)
+    comp.check_post(meta["post"])
     data_dir = Path(data_dir or run.load_json("config.json")["data_dir"])
     items = data.test_items(comp, data_dir)
     array = cache.load_items(comp, data_dir, items, r.cache_side, progress=progress, desc="decode test")
     extra = comp.extra_features(items) if meta["n_extra"] else None
     probs = infer(model, array, np.arange(len(items)), r.size, normalize, dev, tta=tta or r.tta,
                   extra=None if extra is None else np.asarray(extra, np.float32), batch_size=r.batch_size * 2,
-                  amp=amp_context(dev), channels_last=dev.type == "cuda", progress=progress, desc="test")["tta"]
+                  amp=amp_context(dev), channels_last=default_channels_last(dev), progress=progress, desc="test")["tta"]
     table = pd.DataFrame({"id": items["id"]})
     for i, c in enumerate(comp.classes):
         table[f"{c}_prob"] = probs[:, i]
@@ -386,17 +395,25 @@ def validate_file(name: str, csv: Path, data_dir: Path) -> None:
 def run(name: str, data_dir: Path | None = None, *, download_data: bool = False, add: list[Path] | None = None,
         out: Path | None = None,
         overwrite: bool = False, submit_message: str | None = None, **train_options) -> dict:
-    """The whole loop: (download), prepare, train, predict with TTA, validated submission, (submit)."""
+    """The whole loop: (download), prepare, train, predict with TTA, validated submission, (submit).
+
+    Under torchrun, rank 0 downloads and unpacks while the others wait, all ranks train, and
+    rank 0 alone predicts and writes (and submits) the submission; the others return {}."""
     comp = registry.get(name)
     data_dir = Path(data_dir or default_data_dir(comp.slug))
-    if download_data:
-        download(comp.slug, data_dir)
-        if add:
+    if out:
+        _refuse_existing(out, overwrite)
+    dist = _dist()
+    if dist.main:
+        if download_data:
+            download(comp.slug, data_dir)
+            if add:
+                prepare(comp, data_dir, add)
+        else:
             prepare(comp, data_dir, add)
-    else:
-        prepare(comp, data_dir, add)
+    _barrier(dist)  # the other ranks read the data only once it is unpacked
     the_run = train(comp.slug, data_dir, **train_options)
-    if the_run is None:  # not rank 0
+    if the_run is None:  # not rank 0: training is done, rank 0 writes the submission
         return {}
     csv = predict(the_run.path, data_dir, out=out, overwrite=overwrite, device=train_options.get("device"),
                   progress=train_options.get("progress", True))

@@ -43,11 +43,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fold", type=int, default=0, help="k-fold: which fold is the validation set")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="mixed precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the body")
+    p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last memory format (default: on for CUDA and CPU)")
+    p.add_argument("--train-bn", action="store_true",
+                   help="frozen phase: let the body's batch-norm statistics follow the new data (no backward pass)")
 
 
 def _train_kwargs(a) -> dict:
     return dict(runs_dir=a.runs, precompute=a.precompute, folds=a.folds, fold=a.fold, device=a.device,
-                amp=a.amp, compile=a.compile, progress=not a.quiet, **_recipe(a))
+                amp=a.amp, compile=a.compile, channels_last=a.channels_last, train_bn=a.train_bn,
+                progress=not a.quiet, **_recipe(a))
 
 
 def parser() -> argparse.ArgumentParser:

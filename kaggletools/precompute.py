@@ -1,6 +1,8 @@
 """fast.ai lesson 1's trick: run the frozen body once over the data, keep the pooled features,
 and train the head alone on them in seconds. With a TTA level, features are computed once per
-view: training draws one view per item per epoch, validation averages over the views."""
+view: training draws one view per item per epoch, validation averages over the views.
+Under torchrun every rank computes all features and trains the same head (the head is cheap;
+only rank 0 writes), so precompute does not get faster with more processes."""
 from __future__ import annotations
 
 import time
@@ -24,7 +26,7 @@ def extract(learner, indices: np.ndarray, level: str = "none", desc: str = "feat
     out = []
     n_batches = -(-len(indices) // (r.batch_size * 2))
     for _, x in tqdm(batches(learner.data.array, indices, r.batch_size * 2, learner.device), total=n_batches,
-                     desc=desc, unit="batch", disable=not learner.progress, leave=False):
+                     desc=desc, unit="batch", disable=not (learner.progress and learner.dist.main), leave=False):
         x = learner.data.normalize(x)
         per_view = []
         for fn in fns:
@@ -79,7 +81,7 @@ def fit_head(learner, epochs: int, lr: float | None = None, level: str = "flip")
         learner.epoch += 1
         learner.history.append(row)
         learner.log(row)
-        if learner.progress:
+        if learner.progress and learner.dist.main:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
 

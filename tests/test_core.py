@@ -60,6 +60,8 @@ def test_corrupt_training_image_stops_training_with_its_name(dogs_dir, tmp_path)
               "--backbone", "resnet18", "--size", "32", "--quiet"])
     assert rc == 1
     assert not list(cache.cache_root().glob("*partial*"))
+    (folder,) = (tmp_path / "runs").glob("*/*")
+    assert "cat.0.jpg" in (folder / "failed.json").read_text() and not (folder / "model.pt").exists()
 
 
 # -- cache --------------------------------------------------------------------------------------
