@@ -68,7 +68,6 @@ def load_items(competition, data_dir: Path, items: pd.DataFrame, side: int, *,
             list(tqdm(pool.map(work, range(len(sources))), total=len(sources), desc=desc,
                       unit="img", disable=not progress, leave=False))
         out.flush()
-        del out
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)

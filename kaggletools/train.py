@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from kaggletools import models
-from kaggletools.loaders import Normalize, augment, batches, resize
+from kaggletools.loaders import Normalize, augment, batches
 from kaggletools.predict import predict
 
 

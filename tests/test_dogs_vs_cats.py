@@ -18,7 +18,6 @@ FAST = dict(backbone="mobilenet_v2", size=64, presize=72, batch_size=16, freeze_
 
 def _generated_download(n_train=48, n_test=16) -> dict[str, bytes]:
     """The files Kaggle serves for the redux competition, generated (learnable 'cats' and 'dogs')."""
-    import io
     import tempfile
     import zipfile
     from pathlib import Path
