@@ -137,7 +137,8 @@ def _normalize(comp: Competition, info: models.BackboneInfo, array: np.ndarray, 
         return Normalize(info.mean, info.std)
     sample = np.asarray(array[np.sort(train_idx)[:4096]], dtype=np.float64)
     axes = tuple(range(sample.ndim - 1))
-    return Normalize(tuple(sample.mean(axes)), tuple(sample.std(axes) + 1e-6), scale=1.0)
+    return Normalize(tuple(float(m) for m in sample.mean(axes)), tuple(float(s) + 1e-6 for s in sample.std(axes)),
+                     scale=1.0)
 
 
 def _learner(comp, recipe, data_dir, items, valid, device, dist, progress, log, amp="auto", channels_last=None,
