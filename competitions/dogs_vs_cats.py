@@ -12,8 +12,8 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from kaggletools import metrics
-from kaggletools.competition import Competition, CompetitionError, Recipe, register
-from kaggletools.submission import SubmissionError, check_probabilities
+from kaggletools.competition import BinaryLogLoss, CompetitionError, Recipe, register
+from kaggletools.submission import SubmissionError
 
 LABELS = {"cat": 0, "dog": 1}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -24,14 +24,11 @@ def _images(folder: Path) -> list[Path]:
 
 
 @register("dogs-vs-cats-redux-kernels-edition", "dogs-vs-cats-redux", "dogscats")
-class DogsVsCatsRedux(Competition):
+class DogsVsCatsRedux(BinaryLogLoss):
     title = "Dogs vs. Cats Redux: Kernels Edition"
-    task = "binary"
     classes = ("dog",)
     files = ("train.zip", "test.zip", "sample_submission.csv")
     test_folders = ("test", "test1")
-    metric_name = "log_loss"
-    greater_is_better = False
     # min_scale 0.75: on the real images (mobilenet_v2, 1+1 epochs, 400 held out) it gave 2.0% error and
     # log loss 0.048 against 2.5% and 0.052 with 0.35; a short schedule wants light cropping.
     recipe = Recipe(backbone="resnet34", size=224, min_scale=0.75, tta="flip")
@@ -63,19 +60,6 @@ class DogsVsCatsRedux(Competition):
                 return pd.DataFrame({"id": [int(p.stem) for p in files],
                                      "source": [f"{name}/{p.name}" for p in files]})
         return pd.DataFrame({"id": pd.Series(dtype=int), "source": pd.Series(dtype=str)})
-
-    def metric(self, y_true, probs, post=None) -> float:
-        return metrics.log_loss(y_true, probs, (post or {}).get("clip", 0.0))
-
-    def fit_post(self, y_true, probs) -> dict:
-        return {"clip": metrics.best_clip(y_true, probs)}
-
-    def submission(self, ids, probs, post) -> pd.DataFrame:
-        clip = post.get("clip", 0.005)
-        return pd.DataFrame({"id": list(ids), "label": np.clip(probs[:, 0], clip, 1 - clip)})
-
-    def validate_rows(self, df: pd.DataFrame) -> None:
-        check_probabilities(df["label"], "label")
 
     def make_fixture(self, folder, n_train=64, n_test=32, seed=0, side=96) -> pd.DataFrame:
         return write_download(Path(folder), self.slug, n_train, n_test, side, seed, self.test_folders[0])

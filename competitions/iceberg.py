@@ -50,10 +50,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kaggletools import arrays, metrics
+from kaggletools import arrays
 from kaggletools.arrays import RecordError
-from kaggletools.competition import Competition, CompetitionError, Recipe, register
-from kaggletools.submission import check_probabilities
+from kaggletools.competition import BinaryLogLoss, CompetitionError, Recipe, register
 
 SIDE = 75
 BANDS = ("band_1", "band_2")
@@ -119,14 +118,12 @@ def _parse_test(record: dict):
 
 
 @register("statoil-iceberg-classifier-challenge", "iceberg")
-class Iceberg(Competition):
+class Iceberg(BinaryLogLoss):
     title = "Statoil/C-CORE Iceberg Classifier Challenge"
-    task = "binary"
     classes = ("is_iceberg",)
+    label_column = "is_iceberg"
     kind = "array"
     files = ("train.json.7z", "test.json.7z", "sample_submission.csv.7z")
-    metric_name = "log_loss"
-    greater_is_better = False
     # upsampled to 150 px (see the measurement above); presize 75 because the cache keeps the native
     # chip; radar chips have no up or down: all 8 symmetries in training and TTA, small shifts (up to
     # 10% of the side), no crops or zoom (min_scale 1); the incidence angle goes into the head.
@@ -211,20 +208,7 @@ class Iceberg(Competition):
             df = pd.read_csv(sample, dtype={"id": str})
             df[df["id"].isin(set(test["id"].astype(str)))].to_csv(out_dir / "sample_submission.csv", index=False)
 
-    # -- metric and submission ------------------------------------------------------------------
-    def metric(self, y_true, probs, post=None) -> float:
-        return metrics.log_loss(y_true, probs, (post or {}).get("clip", 0.0))
-
-    def fit_post(self, y_true, probs) -> dict:
-        return {"clip": metrics.best_clip(y_true, probs)}
-
-    def submission(self, ids, probs, post) -> pd.DataFrame:
-        clip = post.get("clip", 0.005)
-        return pd.DataFrame({"id": [str(i) for i in ids], "is_iceberg": np.clip(probs[:, 0], clip, 1 - clip)})
-
-    def validate_rows(self, df: pd.DataFrame) -> None:
-        check_probabilities(df["is_iceberg"], "is_iceberg")
-
+    # metric (log loss, clip tuned on validation) and submission (`id,is_iceberg`): BinaryLogLoss
     def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -> pd.DataFrame:
         return write_download(Path(folder), n_train, n_test, seed)
 

@@ -203,3 +203,32 @@ def get(name: str | Competition) -> Competition:
     competition = _REGISTRY[slug]()
     competition.slug = slug
     return competition
+
+
+class BinaryLogLoss(Competition):
+    """A binary competition scored by log loss on P(positive class): the submission holds clipped
+    probabilities in `label_column`, the clip tuned on validation predictions."""
+
+    task = "binary"
+    metric_name = "log_loss"
+    greater_is_better = False
+    label_column: str = "label"
+
+    def metric(self, y_true, probs, post=None) -> float:
+        from kaggletools import metrics
+
+        return metrics.log_loss(y_true, probs, (post or {}).get("clip", 0.0))
+
+    def fit_post(self, y_true, probs) -> dict:
+        from kaggletools import metrics
+
+        return {"clip": metrics.best_clip(y_true, probs)}
+
+    def submission(self, ids, probs, post) -> pd.DataFrame:
+        clip = post.get("clip", 0.005)
+        return pd.DataFrame({self.id_column: list(ids), self.label_column: np.clip(probs[:, 0], clip, 1 - clip)})
+
+    def validate_rows(self, df: pd.DataFrame) -> None:
+        from kaggletools.submission import check_probabilities
+
+        check_probabilities(df[self.label_column], self.label_column)
