@@ -81,7 +81,9 @@ def test_split_is_deterministic_and_stratified(prepared):
     if comp.task == "binary":
         assert abs(y[a, 0].mean() - y[:, 0].mean()) <= 0.1
     folds = data.folds(comp, items, 4, seed=7)
-    assert sorted(np.bincount(folds)) == [12, 12, 12, 12]
+    sizes = np.bincount(folds, minlength=4)
+    assert sizes.sum() == 48 and sizes.min() >= 10 and sizes.max() <= 14  # iterative stratification: near-equal
+    assert (folds == data.folds(comp, items, 4, seed=7)).all()
 
 
 def test_train_predict_and_validated_submission(prepared, tmp_path):
