@@ -189,7 +189,8 @@ def train(name: str, data_dir: Path, *, runs_dir: Path = Path("runs"), precomput
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)
     items = data.train_items(comp, data_dir)
-    valid = data.valid_mask(comp, items, r.valid_frac, r.seed, folds, fold)
+    fold_of = data.folds(comp, items, folds, r.seed) if folds else None
+    valid = data.valid_mask(comp, items, r.valid_frac, r.seed, folds, fold, fold_of)
     run = runs.Run.create(Path(runs_dir) / comp.slug, f"{r.backbone}" + (f"-fold{fold}" if folds else "")) \
         if dist.main else None
     options = {"precompute": precompute, "folds": folds, "fold": fold, "amp": amp, "compile": compile,
@@ -203,7 +204,7 @@ def train(name: str, data_dir: Path, *, runs_dir: Path = Path("runs"), precomput
                                           "backbone": dataclasses.asdict(info), "device": str(dev)})
             run.save_json("versions.json", runs.versions())
             run.save_table("split.csv", pd.DataFrame({"id": items["id"], "is_valid": valid,
-                                                      **({"fold": data.folds(comp, items, folds, r.seed)} if folds else {})}))
+                                                      **({"fold": fold_of} if folds else {})}))
             if progress:
                 print(f"run folder: {run.path}\nweights: {info.weights or 'random init (no pretrained weights)'}"
                       f" [{info.weights_file or '-'}], device: {dev}, train {int((~valid).sum())}, valid {int(valid.sum())}")

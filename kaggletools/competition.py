@@ -6,6 +6,7 @@ layer does everything else, the same way for every registered competition.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import importlib
 import pkgutil
@@ -59,8 +60,8 @@ class Recipe:
         return self.presize or self.size * 8 // 7
 
 
-class Competition:
-    """Base class: override the class attributes and the methods marked 'declare'.
+class Competition(abc.ABC):
+    """Base class: override the class attributes and the abstract methods (marked 'declare').
 
     Targets are a float matrix with one column per output: binary tasks have one column
     (the probability of the positive class), multi-label tasks one column per tag.
@@ -78,17 +79,17 @@ class Competition:
     recipe: Recipe = Recipe()
 
     # -- declare -------------------------------------------------------------------------
+    @abc.abstractmethod
     def items(self, data_dir: Path, split: str) -> pd.DataFrame:
         """Items of 'train' or 'test': columns `id`, `source` and, for train, the class columns."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def metric(self, y_true: np.ndarray, probs: np.ndarray, post: dict | None = None) -> float:
         """The competition's metric on (n, k) targets and probabilities."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def submission(self, ids: list, probs: np.ndarray, post: dict) -> pd.DataFrame:
         """The submission table for test ids and their probabilities."""
-        raise NotImplementedError
 
     # -- defaults a competition may override -----------------------------------------------
     def prepare(self, data_dir: Path) -> None:
@@ -128,10 +129,10 @@ class Competition:
     def validate_rows(self, df: pd.DataFrame) -> None:
         """Competition-specific checks of a submission's values (ranges, known tags)."""
 
+    @abc.abstractmethod
     def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -> pd.DataFrame:
         """Write a small generated download into `folder`, packed exactly as Kaggle serves it,
         with learnable labels; return the hidden test labels as a submission-shaped table."""
-        raise NotImplementedError
 
     # -- derived -------------------------------------------------------------------------
     def targets(self, items: pd.DataFrame) -> np.ndarray:

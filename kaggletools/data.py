@@ -78,12 +78,13 @@ def folds(competition: Competition, items: pd.DataFrame, n_folds: int = 5, seed:
 
 
 def valid_mask(competition: Competition, items: pd.DataFrame, valid_frac: float, seed: int,
-               n_folds: int = 0, fold: int = 0) -> np.ndarray:
-    """The validation mask for a plain split, or for fold `fold` of `n_folds`."""
+               n_folds: int = 0, fold: int = 0, fold_of: np.ndarray | None = None) -> np.ndarray:
+    """The validation mask for a plain split, or for fold `fold` of `n_folds` (`fold_of`: the
+    folds when the caller already has them)."""
     if n_folds:
         if not 0 <= fold < n_folds:
             raise CompetitionError(f"fold must be in 0..{n_folds - 1}, got {fold}")
-        return folds(competition, items, n_folds, seed) == fold
+        return (folds(competition, items, n_folds, seed) if fold_of is None else fold_of) == fold
     return split(competition, items, valid_frac, seed)
 
 

@@ -78,11 +78,7 @@ def fit_head(learner, epochs: int, lr: float | None = None, level: str = "flip")
         row = {"epoch": learner.epoch + 1, "phase": "precomputed", "train_loss": total / len(y),
                **learner.scores(d.y[d.valid_idx], probs), "seconds": round(time.perf_counter() - t0, 2),
                "feature_seconds": round(feature_seconds, 2) if epoch == 0 else 0.0}
-        learner.epoch += 1
-        learner.history.append(row)
-        learner.log(row)
-        if learner.progress and learner.dist.main:
-            tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        learner.record(row)
 
 
 @torch.no_grad()

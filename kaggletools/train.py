@@ -290,6 +290,10 @@ class Learner:
         row = {"epoch": self.epoch + 1, "phase": phase, "train_loss": total / max(seen, 1),
                **self.evaluate(), "seconds": round(time.perf_counter() - start, 2),
                "train_images_per_s": round(seen / train_seconds, 1)}
+        return self.record(row)
+
+    def record(self, row: dict) -> dict:
+        """Close an epoch: count it, keep its row, log it and print it (rank 0 only)."""
         self.epoch += 1
         self.history.append(row)
         if self.dist.main:
