@@ -144,13 +144,13 @@ def _normalize(comp: Competition, info: models.BackboneInfo, array: np.ndarray, 
 def _learner(comp, recipe, data_dir, items, valid, device, dist, progress, log, amp="auto", channels_last=None,
              compile=False, train_bn=False):
     extra = comp.extra_features(items) if recipe.extra else None
+    torch.manual_seed(recipe.seed)  # the new head's initial weights: same seed, same run
     model, info = models.create(recipe.backbone, comp.n_outputs, recipe.pretrained,
                                 0 if extra is None else extra.shape[1])
     array = _array(comp, data_dir, items, recipe.cache_side, dist, progress, "decode train")
     train_idx, valid_idx = np.flatnonzero(~valid), np.flatnonzero(valid)
     d = Data(array, comp.targets(items), train_idx, valid_idx, _normalize(comp, info, array, train_idx),
              None if extra is None else np.asarray(extra, np.float32))
-    torch.manual_seed(recipe.seed)
     learner = Learner(comp, model, d, recipe, device, amp=amp, channels_last=channels_last, compile=compile,
                       train_bn=train_bn, progress=progress, log=log, dist=dist)
     return learner, info
