@@ -448,7 +448,7 @@ def synthetic_data(folder: Path, n: int, pool: int = 500, seed: int = 0) -> Path
     competitions.dogs_vs_cats; `pool` distinct images, hard-linked round-robin up to `n`)."""
     import numpy as np
 
-    from competitions.dogs_vs_cats import _jpeg, synthetic_pet
+    from kaggletools.competitions.dogs_vs_cats import _jpeg, synthetic_pet
 
     train = folder / "train"
     marker = folder / f".complete-{n}-{pool}-{seed}"

@@ -30,7 +30,7 @@ REAL_RECORDS = 8424
 
 def generate(path: Path, n: int, seed: int = 0, pool: int = 48) -> int:
     """Write a test.json of `n` records shaped like the real one; return its size in bytes."""
-    from competitions import iceberg
+    from kaggletools.competitions import iceberg
 
     rng = np.random.default_rng(seed)
     chips = []

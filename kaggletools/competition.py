@@ -173,11 +173,11 @@ def _discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    import competitions
+    from kaggletools import competitions
 
     for module in pkgutil.iter_modules(competitions.__path__):
         if not module.name.startswith("_"):
-            importlib.import_module(f"competitions.{module.name}")
+            importlib.import_module(f"kaggletools.competitions.{module.name}")
     _DISCOVERED = True
 
 

@@ -1,18 +1,36 @@
-"""Shared fixtures: an isolated decode cache per test session, the shared data folder, and a
-small generated Dogs vs. Cats data folder."""
+"""Shared fixtures: every cache the tests could fill (decode caches, torch and Hugging Face hubs,
+matplotlib) points into one temporary folder for the session, each test runs in its own temporary
+working folder, the shared data folder, and a small generated Dogs vs. Cats data folder."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="kaggletools-tests-"))
+CACHE_VARIABLES = {  # set before any test module imports torch, matplotlib or timm
+    "KAGGLETOOLS_CACHE": "kaggletools",
+    "TORCH_HOME": "torch",
+    "HF_HOME": "huggingface",
+    "MPLCONFIGDIR": "matplotlib",
+    "XDG_CACHE_HOME": "xdg-cache",
+}
+for _name, _sub in CACHE_VARIABLES.items():
+    os.environ[_name] = str(_SESSION_HOME / _sub)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep decode caches out of the user's ~/.cache."""
-    monkeypatch.setenv("KAGGLETOOLS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def _own_working_folder(tmp_path, monkeypatch):
+    """Default outputs (submissions/, runs/, plots) land in the test's temporary folder."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

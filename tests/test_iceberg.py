@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competitions import iceberg
+from kaggletools.competitions import iceberg
 from kaggletools import api, arrays, cli, competition, data, metrics, submission
 from kaggletools.competition import CompetitionError
 

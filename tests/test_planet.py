@@ -459,6 +459,6 @@ def _rows_to_items(rows) -> pd.DataFrame:
 
 
 def _planet_like_rows(n: int, rng) -> list[str]:
-    from competitions import planet
+    from kaggletools.competitions import planet
 
     return planet._synthetic_rows(n, rng)
