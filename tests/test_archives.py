@@ -2,6 +2,7 @@
 Every archive is generated in tmp_path."""
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tarfile
@@ -288,15 +289,18 @@ def test_corrupt_inner_archive_fails_the_whole_folder(tmp_path):
 
 def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
     src = write(tmp_path / "data.zip", "zip", {"a.txt": b"a", "b.txt": b"b"})
-    real = zipfile.ZipFile.extract
+    real, calls = os.write, []
 
-    def extract_then_fail(self, info, dest):
-        real(self, info, dest)
-        raise OSError("disk full")
+    def write_then_fail(fd, data):
+        calls.append(fd)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
 
-    monkeypatch.setattr(zipfile.ZipFile, "extract", extract_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(os, "write", write_then_fail)
+    with pytest.raises(ArchiveError, match=r"data\.zip: cannot write member 'b\.txt'.*the disk is full") as err:
         extract(src, tmp_path / "out", progress=False)
+    assert not isinstance(err.value, UnsafeArchiveError) and len(calls) == 2
     assert sorted(os.listdir(tmp_path)) == ["data.zip"]
 
 
@@ -323,9 +327,7 @@ def test_extract_twice_is_a_no_op(tmp_path, monkeypatch):
     target = extract(src, tmp_path / "out", progress=False)
     stamp = (target.stat().st_mtime_ns, (target / "a.txt").stat().st_mtime_ns)
     forbid_unpacking(monkeypatch)
-    start = time.perf_counter()
     assert extract(src, target, progress=False) == target
-    assert time.perf_counter() - start < 0.5
     assert (target.stat().st_mtime_ns, (target / "a.txt").stat().st_mtime_ns) == stamp
 
 
@@ -335,9 +337,7 @@ def test_extract_all_twice_is_a_no_op(tmp_path, monkeypatch):
     first = extract_all(folder, progress=False)
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
     forbid_unpacking(monkeypatch)
-    start = time.perf_counter()
     assert extract_all(folder, progress=False) == first
-    assert time.perf_counter() - start < 0.5
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == stamps
 
 
