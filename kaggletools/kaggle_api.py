@@ -1,411 +1,53 @@
-"""Thin, safe wrapper over the official Kaggle client (``kaggle`` 2.x, built on ``kagglesdk``).
-
-- Credentials are found first (same order as the client) and explained when missing or broken;
-  ``kaggle`` is imported lazily, only then (it authenticates, and may ``exit(1)``, at import).
-- Client failures become ``KaggleError`` subclasses with messages that say what to do.
-- Secrets (API key / token) never appear in reprs, messages or logs.
+"""Kaggle operations over the official client (``kaggle`` 2.x on ``kagglesdk``), made safe by
+`kaggletools.kaggle_client` (lazy import, errors that say what to do, no secret in any output)
+with credentials from `kaggletools.credentials`.
 
     from kaggletools import kaggle_api
-    kaggle_api.list_files("dogs-vs-cats-redux-kernels-edition")
+    kaggle_api.list_files("dogs-vs-cats-redux-kernels-edition")            # -> [RemoteFile]
     kaggle_api.download("dogs-vs-cats-redux-kernels-edition", "data/dogs")   # -> data/dogs/<slug>.zip
-    kaggle_api.submit("dogs-vs-cats-redux-kernels-edition", "sub.csv", "resnet34, tta")
+    r = kaggle_api.submit("dogs-vs-cats-redux-kernels-edition", "sub.csv", "resnet34, tta")
+    kaggle_api.wait_for_score("dogs-vs-cats-redux-kernels-edition", r.ref)  # -> Submission
     kaggle_api.submissions("dogs-vs-cats-redux-kernels-edition")             # -> DataFrame
+    kaggle_api.leaderboard("dogs-vs-cats-redux-kernels-edition").my_rank     # -> int | None
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import io
-import json
 import logging
-import os
-import re
-import stat
-import urllib.parse
-import warnings
-from dataclasses import dataclass, field
+import time
+import zipfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from kaggletools.credentials import (Credentials, KaggleCredentialsError, KaggleError, KaggleForbiddenError,
+                                     KaggleNetworkError, KaggleNotFoundError, KaggleRateLimitError, Redactor,
+                                     find_credentials)
+from kaggletools.kaggle_client import (COMPETITION_URL, KaggleSubmissionFailed, KaggleSubmissionPending, _calling,
+                                      _redactor_of, client)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from kaggle.api.kaggle_api_extended import KaggleApi
 
 __all__ = [
-    "Credentials", "RemoteFile", "SubmitResult",
+    "Credentials", "RemoteFile", "SubmitResult", "Submission", "Leaderboard",
     "KaggleError", "KaggleCredentialsError", "KaggleForbiddenError", "KaggleNotFoundError",
-    "KaggleRateLimitError", "KaggleNetworkError",
-    "find_credentials", "client", "list_files", "download", "submit", "submissions", "leaderboard",
+    "KaggleRateLimitError", "KaggleNetworkError", "KaggleSubmissionFailed", "KaggleSubmissionPending",
+    "find_credentials", "client", "list_files", "download", "submit", "wait_for_score", "submissions",
+    "leaderboard",
 ]
 
 log = logging.getLogger(__name__)
 
-SETTINGS_URL = "https://www.kaggle.com/settings"
-COMPETITION_URL = "https://www.kaggle.com/competitions/{slug}"
-RULES_URL = COMPETITION_URL + "/rules"
-SUBMISSION_COLUMNS = ["ref", "date", "file_name", "description", "status", "public_score", "private_score"]
-LEADERBOARD_COLUMNS = ["team_id", "team_name", "submission_date", "score"]
+SUBMISSION_COLUMNS = ["ref", "date", "file_name", "description", "status", "public_score", "private_score",
+                      "error_description", "team_name"]
+LEADERBOARD_COLUMNS = ["rank", "team_id", "team_name", "submission_date", "score"]
 
 
-# -- errors ----------------------------------------------------------------------------------
-class KaggleError(RuntimeError):
-    """Anything that went wrong talking to Kaggle."""
-
-
-class KaggleCredentialsError(KaggleError):
-    """No usable credentials, or Kaggle rejected them (401)."""
-
-
-class KaggleForbiddenError(KaggleError):
-    """403: usually the competition's rules were not accepted."""
-
-
-class KaggleNotFoundError(KaggleError):
-    """404: unknown competition or file."""
-
-
-class KaggleRateLimitError(KaggleError):
-    """429: too many requests."""
-
-
-class KaggleNetworkError(KaggleError):
-    """Kaggle could not be reached (connection refused, DNS, timeout, cut download)."""
-
-
-# -- credentials -----------------------------------------------------------------------------
-class _Secret:
-    """Holds a secret; prints as ***."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str = ""):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'" if self._value else "''"
-
-    __str__ = __repr__
-
-    def __deepcopy__(self, memo) -> "_Secret":
-        return self
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Where the credentials come from. `method`: "token" (KAGGLE_API_TOKEN / access_token file),
-    "key" (username + legacy API key) or "oauth" (``kaggle auth login``). The secret itself is
-    kept out of repr/str; `username` is None for a token until Kaggle has been asked."""
-
-    source: str
-    method: str
-    username: str | None = None
-    path: Path | None = None
-    secret: _Secret = field(default_factory=_Secret, repr=False, compare=False)
-
-    def __str__(self) -> str:
-        who = f" for {self.username}" if self.username else ""
-        return f"Kaggle {self.method} credentials{who} from {self.source}"
-
-    def redact(self, text: str) -> str:
-        """`text` with the secret (if any) replaced by ***."""
-        secret = self.secret.reveal()
-        return text.replace(secret, "***") if secret and len(secret) >= 4 else text
-
-
-def _home() -> Path:
-    return Path(os.path.expanduser("~"))
-
-
-def _config_paths() -> list[Path]:
-    """kaggle.json locations, in the client's order: $KAGGLE_CONFIG_DIR alone when set, else
-    ~/.kaggle, else $XDG_CONFIG_HOME/kaggle (~/.config/kaggle)."""
-    if os.environ.get("KAGGLE_CONFIG_DIR"):
-        return [Path(os.environ["KAGGLE_CONFIG_DIR"]).expanduser() / "kaggle.json"]
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or _home() / ".config")
-    return [_home() / ".kaggle" / "kaggle.json", xdg / "kaggle" / "kaggle.json"]
-
-
-def _access_token_paths() -> list[Path]:
-    return [_home() / ".kaggle" / "access_token", _home() / ".kaggle" / "access_token.txt"]
-
-
-def _oauth_path() -> Path:
-    return _home() / ".kaggle" / "credentials.json"
-
-
-def _setup_help(searched: list[Path] | None = None) -> str:
-    json_path = _config_paths()[0]
-    lines = [
-        "Set up Kaggle API credentials in one of these ways:",
-        f"  1. Create an API token at {SETTINGS_URL} (section 'API'), then",
-        "       export KAGGLE_API_TOKEN=<the token>        (or save it in ~/.kaggle/access_token)",
-        f"  2. Or download kaggle.json from {SETTINGS_URL} ('Create Legacy API Key') and put it at",
-        f"       {json_path}   then run:  chmod 600 {json_path}",
-        "     (KAGGLE_CONFIG_DIR selects another folder)",
-        "  3. Or set both KAGGLE_USERNAME and KAGGLE_KEY environment variables.",
-    ]
-    if searched:
-        lines.append("Looked for: KAGGLE_API_TOKEN, KAGGLE_USERNAME + KAGGLE_KEY, "
-                     + ", ".join(str(p) for p in searched))
-    return "\n".join(lines)
-
-
-def _is_file(name: str) -> bool:
-    try:
-        return Path(name).is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def _read_token_file(path: Path) -> str | None:
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _check_permissions(path: Path) -> None:
-    if os.name == "nt":
-        return
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        msg = (f"Your Kaggle credentials file {path} is readable by other users on this system; "
-               f"fix it with:  chmod 600 {path}")
-        warnings.warn(msg, stacklevel=3)
-
-
-def _read_kaggle_json(path: Path) -> tuple[str, str]:
-    fix = (f"It must be the JSON file downloaded from {SETTINGS_URL}, like "
-           '{"username": "<your user name>", "key": "<your API key>"}; '
-           f"download a new one, save it as {path} and run: chmod 600 {path}")
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise KaggleCredentialsError(f"Cannot read Kaggle credentials file {path} ({e.strerror}). {fix}") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise KaggleCredentialsError(f"Kaggle credentials file {path} is not valid JSON. {fix}") from None
-    if not isinstance(data, dict):
-        raise KaggleCredentialsError(f"Kaggle credentials file {path} does not hold a JSON object. {fix}")
-    # like the client: KAGGLE_USERNAME / KAGGLE_KEY, when set, override the file's values
-    username = os.environ.get("KAGGLE_USERNAME") or data.get("username")
-    key = os.environ.get("KAGGLE_KEY") or data.get("key")
-    missing = [name for name, value in (("username", username), ("key", key))
-               if not isinstance(value, str) or not value.strip()]
-    if missing:
-        raise KaggleCredentialsError(
-            f"Kaggle credentials file {path} has no {' or '.join(repr(m) for m in missing)}. {fix}")
-    return username.strip(), key.strip()
-
-
-def find_credentials() -> Credentials:
-    """Find credentials the way the official client does: KAGGLE_API_TOKEN (a token, or a file
-    holding one), ~/.kaggle/access_token, KAGGLE_USERNAME + KAGGLE_KEY, kaggle.json
-    ($KAGGLE_CONFIG_DIR, ~/.kaggle, $XDG_CONFIG_HOME/kaggle), ~/.kaggle/credentials.json (OAuth).
-    Raises KaggleCredentialsError explaining the set-up when none (or a broken one) is found."""
-    env = os.environ
-    token = env.get("KAGGLE_API_TOKEN")
-    if token:
-        if _is_file(token):
-            value = _read_token_file(Path(token))
-            if value:
-                return Credentials(f"the file named by KAGGLE_API_TOKEN ({token})", "token",
-                                   path=Path(token), secret=_Secret(value))
-        else:
-            return Credentials("the KAGGLE_API_TOKEN environment variable", "token", secret=_Secret(token.strip()))
-    for path in _access_token_paths():
-        value = _read_token_file(path) if path.is_file() else None
-        if value:
-            _check_permissions(path)
-            return Credentials(str(path), "token", path=path, secret=_Secret(value))
-
-    user, key = env.get("KAGGLE_USERNAME", "").strip(), env.get("KAGGLE_KEY", "").strip()
-    if user and key:
-        return Credentials("the KAGGLE_USERNAME and KAGGLE_KEY environment variables", "key",
-                           username=user, secret=_Secret(key))
-
-    searched = _config_paths()
-    for path in searched:
-        if path.is_file():
-            _check_permissions(path)
-            username, key = _read_kaggle_json(path)
-            return Credentials(str(path), "key", username=username, path=path, secret=_Secret(key))
-
-    oauth = _oauth_path()
-    if oauth.is_file():
-        try:
-            data = json.loads(oauth.read_text())
-        except (OSError, ValueError):
-            data = None
-        if isinstance(data, dict) and data.get("refresh_token"):
-            _check_permissions(oauth)
-            return Credentials(f"{oauth} (kaggle auth login)", "oauth", username=data.get("username"),
-                               path=oauth, secret=_Secret(str(data["refresh_token"])))
-
-    partial = ""
-    if bool(user) != bool(key):
-        have, lack = ("KAGGLE_USERNAME", "KAGGLE_KEY") if user else ("KAGGLE_KEY", "KAGGLE_USERNAME")
-        partial = f" ({have} is set but {lack} is not: set both, or neither)"
-    raise KaggleCredentialsError(f"No Kaggle API credentials found{partial}.\n"
-                                 + _setup_help(searched + _access_token_paths()[:1]))
-
-
-# -- the official client ---------------------------------------------------------------------
-@contextlib.contextmanager
-def _captured_output(creds: Credentials | None = None) -> Iterator[io.StringIO]:
-    """Swallow what the client prints outside of progress bars (auth help, warnings we rephrase);
-    it is logged at debug level, redacted."""
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            yield buf
-    finally:
-        text = buf.getvalue().strip()
-        if text:
-            log.debug("kaggle client said: %s", creds.redact(text) if creds else "<hidden>")
-
-
-def _kaggle_api_class():
-    """Import the client lazily (importing `kaggle` runs an authentication and prints help)."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            from kaggle.api.kaggle_api_extended import KaggleApi
-    except SystemExit:
-        raise KaggleCredentialsError("The kaggle client exited while being imported.\n" + _setup_help()) from None
-    except ImportError as e:
-        raise KaggleError(f"The official Kaggle client is not installed ({e}): "
-                          "pip install 'kaggle>=2.2,<3'") from None
-    return KaggleApi
-
-
-def client(credentials: Credentials | None = None) -> "KaggleApi":
-    """An authenticated official ``KaggleApi``; credentials are checked before ``kaggle`` is
-    imported and ``SystemExit`` from the client becomes KaggleCredentialsError."""
-    creds = credentials or find_credentials()
-    KaggleApi = _kaggle_api_class()
-    api = KaggleApi()
-    # The client computes these when first imported; follow the current environment instead.
-    config = creds.path if creds.method == "key" and creds.path else _config_paths()[0]
-    api.config_dir = str(config.parent)
-    api.config = str(config)
-    api.args = ["--local"] if os.environ.get("KAGGLE_API_ENVIRONMENT") == "LOCALHOST" else []
-    try:
-        with _captured_output(creds):
-            api.authenticate()
-    except SystemExit:
-        if creds.method == "token":
-            raise KaggleCredentialsError(
-                f"Kaggle did not accept the API token from {creds.source} (invalid or expired). "
-                f"Create a new token at {SETTINGS_URL} and replace it.\n" + _setup_help()) from None
-        raise KaggleCredentialsError(f"The Kaggle client could not authenticate with {creds}.\n"
-                                     + _setup_help()) from None
-    except Exception as e:
-        err = _translate(e, creds, action="authenticating")
-        if err is None:
-            raise
-        raise err from e
-    method = str(api.config_values.get("auth_method", ""))
-    if creds.method == "token" and method and "TOKEN" not in method:
-        log.warning("Kaggle did not accept the token from %s; the client fell back to %s.", creds.source, method)
-    api._kaggletools_credentials = creds  # for error messages
-    return api
-
-
-def _creds_of(api: Any) -> Credentials:
-    return getattr(api, "_kaggletools_credentials", None) or Credentials("a caller-supplied client", "unknown")
-
-
-def _translate(exc: BaseException, creds: Credentials, *, action: str, slug: str | None = None,
-               file: str | None = None) -> KaggleError | None:
-    """The KaggleError for a client exception (None: leave it alone)."""
-    import requests
-
-    try:
-        from urllib3 import exceptions as u3
-        u3_errors: tuple = (u3.ProtocolError, u3.TimeoutError, u3.NewConnectionError)
-    except ImportError:  # pragma: no cover
-        u3_errors = ()
-
-    if isinstance(exc, KaggleError):
-        return exc
-    if isinstance(exc, requests.exceptions.HTTPError):
-        response = exc.response
-        status = response.status_code if response is not None else None
-        detail = creds.redact(str(exc)).strip() or "no details"
-        what = f"competition '{slug}'" if slug else "Kaggle"
-        if status == 401:
-            return KaggleCredentialsError(
-                f"Kaggle rejected the credentials from {creds.source} while {action} (HTTP 401: invalid "
-                f"credentials). Create a new API token at {SETTINGS_URL} and update them.\n" + _setup_help())
-        if status == 403:
-            hint = (f"Accept the competition rules at {RULES_URL.format(slug=slug)}, then retry"
-                    if slug else "Check that your account may do this")
-            return KaggleForbiddenError(
-                f"Kaggle refused access to {what} while {action} (HTTP 403: {detail}). {hint}. "
-                f"(Using {creds}.)")
-        if status == 404:
-            if file:
-                return KaggleNotFoundError(f"File '{file}' not found in {what} (HTTP 404: {detail}).")
-            return KaggleNotFoundError(
-                f"{what[0].upper() + what[1:]} was not found while {action} (HTTP 404: {detail}). Check the "
-                f"competition slug: it is the last part of {COMPETITION_URL.format(slug=slug or '<slug>')}.")
-        if status == 429:
-            after = response.headers.get("Retry-After") if response is not None else None
-            wait = f" (the server asks for {after} s)" if after and after.strip() not in ("0", "") else ""
-            return KaggleRateLimitError(
-                f"Kaggle rate limited this request while {action} (HTTP 429: {detail}); "
-                f"wait a minute{wait} and retry.")
-        return KaggleError(f"Kaggle answered HTTP {status} while {action} for {what}: {detail}. "
-                           "Retry later; if it persists, check https://www.kaggle.com for outages.")
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                        requests.exceptions.ChunkedEncodingError, ConnectionError, TimeoutError) + u3_errors):
-        return KaggleNetworkError(
-            f"Could not reach Kaggle{_where(exc)} while {action} ({_network_reason(exc, creds)}). "
-            "Check your internet connection (and HTTPS_PROXY if you use a proxy), then retry.")
-    return None
-
-
-def _where(exc: BaseException) -> str:
-    url = getattr(getattr(exc, "request", None), "url", None)
-    if not url:
-        return ""
-    parts = urllib.parse.urlsplit(url)
-    return f" at {parts.scheme}://{parts.netloc}"
-
-
-def _network_reason(exc: BaseException, creds: Credentials) -> str:
-    text = creds.redact(str(exc))
-    errno = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if errno:
-        return errno[-1].strip()
-    if len(text) > 200:
-        text = text[:200] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def _calling(api: Any, action: str, slug: str | None = None, file: str | None = None) -> Iterator[None]:
-    """Run a client call, turning its exceptions (and any SystemExit) into KaggleErrors."""
-    creds = _creds_of(api)
-    try:
-        yield
-    except SystemExit:
-        raise KaggleError(f"The Kaggle client gave up while {action} (it called exit()).") from None
-    except Exception as e:
-        err = _translate(e, creds, action=action, slug=slug, file=file)
-        if err is None or err is e:
-            raise
-        raise err from e
-
-
-# -- operations -------------------------------------------------------------------------------
+# -- results ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RemoteFile:
     """One data file of a competition."""
@@ -420,8 +62,28 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class SubmitResult:
-    ref: int
+    """`ref`: the new submission's reference (None if Kaggle gave none); `message`: what Kaggle said."""
+
+    ref: int | None
     message: str
+    slug: str = ""
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One submission. `status`: "pending", "complete" or "error" (then `error_description` says
+    why); scores are floats, NaN while not scored."""
+
+    ref: int
+    date: datetime | None
+    file_name: str
+    description: str
+    status: str
+    public_score: float
+    private_score: float
+    error_description: str = ""
+    team_name: str = ""
 
 
 def _human(n: int) -> str:
@@ -433,16 +95,30 @@ def _human(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _score(value: Any) -> float:
+    try:
+        return float(value) if value not in (None, "") else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _submission(s: Any, red: Redactor) -> Submission:
+    status = (getattr(s.status, "name", None) or str(s.status or "pending")).lower()
+    return Submission(ref=s.ref, date=s.date, file_name=s.file_name or "", description=s.description or "",
+                      status=status, public_score=_score(s.public_score), private_score=_score(s.private_score),
+                      error_description=red((s.error_description or "").strip()), team_name=s.team_name or "")
+
+
+# -- operations -------------------------------------------------------------------------------
 def list_files(slug: str, api: "KaggleApi | None" = None) -> list[RemoteFile]:
-    """The competition's data files (all pages)."""
+    """The competition's data files (all pages): name, size in bytes, creation date."""
     api = api or client()
     out: list[RemoteFile] = []
     token: str | None = None
     seen: set[str] = set()
     with _calling(api, "listing files", slug):
         for _ in range(10_000):
-            with _captured_output(_creds_of(api)):
-                resp = api.competition_list_files(slug, page_token=token, page_size=20)
+            resp = api.competition_list_files(slug, page_token=token, page_size=20)
             for f in resp.files or []:
                 out.append(RemoteFile(f.name or f.ref, int(f.total_bytes or 0), f.creation_date))
             token = resp.next_page_token
@@ -452,15 +128,40 @@ def list_files(slug: str, api: "KaggleApi | None" = None) -> list[RemoteFile]:
     return out
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of `folder`'s path that does not exist yet (None: it exists)."""
+    top, p = None, folder.absolute()
+    while not p.exists() and p != p.parent:
+        top, p = p, p.parent
+    return top
+
+
 def download(slug: str, dest: str | Path, file: str | None = None, force: bool = False,
              quiet: bool = False, api: "KaggleApi | None" = None) -> Path:
     """Download all files (-> ``<dest>/<slug>.zip``, not unzipped) or one `file` (-> ``<dest>/<name>``).
-    An up-to-date local copy is kept unless `force`. The client's progress bar shows unless `quiet`."""
+    An up-to-date local copy is kept unless `force`. The client's progress bar shows unless `quiet`.
+    `dest` is created only when something is written; a failure leaves no empty folder behind."""
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    made = _first_missing(dest)
+    try:
+        return _download(slug, dest, file, force, quiet, api)
+    except BaseException:
+        p = dest.absolute()
+        while made is not None:  # remove the folders we created, as long as they are empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+            if p == made:
+                break
+            p = p.parent
+        raise
+
+
+def _download(slug: str, dest: Path, file: str | None, force: bool, quiet: bool, api: Any) -> Path:
     api = api or client()
     try:
-        with _calling(api, f"downloading {file or 'all files'}", slug, file):
+        with _calling(api, f"downloading {file or 'all files'}", slug, file, show=not quiet):
             if file is None:
                 api.competition_download_files(slug, path=str(dest), force=force, quiet=quiet)
             else:
@@ -480,7 +181,7 @@ def download(slug: str, dest: str | Path, file: str | None = None, force: bool =
     path = dest / (f"{slug}.zip" if file is None else Path(file).name)
     if not path.exists():
         stem = f"{slug}." if file is None else Path(file).name
-        found = sorted(dest.glob(f"{stem}*"), key=lambda p: p.stat().st_mtime)
+        found = sorted(dest.glob(f"{stem}*"), key=lambda p: p.stat().st_mtime) if dest.is_dir() else []
         if not found:
             raise KaggleError(f"The Kaggle client reported success but {path} is missing.")
         path = found[-1]
@@ -489,66 +190,220 @@ def download(slug: str, dest: str | Path, file: str | None = None, force: bool =
 
 def submit(slug: str, csv_path: str | Path, message: str, quiet: bool = False,
            api: "KaggleApi | None" = None) -> SubmitResult:
-    """Upload a submission file with a description."""
+    """Upload a submission file with a description; returns the new submission's `ref` and what
+    Kaggle said (`message`, e.g. "Successfully submitted to ..."). The upload progress bar shows
+    unless `quiet`. Follow with `wait_for_score(slug, result.ref)` to get the score."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"Submission file not found: {csv_path}")
     api = api or client()
-    with _calling(api, f"submitting {csv_path.name}", slug):
+    with _calling(api, f"submitting {csv_path.name}", slug, show=not quiet) as said:
         resp = api.competition_submit(str(csv_path), message, slug, quiet=quiet)
     if resp.message == getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", object()):
-        raise KaggleError(f"Uploading {csv_path} to competition '{slug}' failed; retry "
+        detail = f" (the client said: {said.getvalue()})" if said.getvalue() else ""
+        raise KaggleError(f"Uploading {csv_path} to competition '{slug}' failed{detail}; retry "
                           f"(or submit by hand at {COMPETITION_URL.format(slug=slug)}/submissions).")
-    log.info("submitted %s to %s: %s", csv_path, slug, resp.message)
-    return SubmitResult(ref=int(resp.ref or 0), message=resp.message or "")
+    text = _redactor_of(api)(resp.message or "")
+    log.info("submitted %s to %s: %s", csv_path, slug, text)
+    return SubmitResult(ref=int(resp.ref) if resp.ref else None, message=text, slug=slug, file=csv_path)
 
 
-def _score(value: Any) -> float:
-    try:
-        return float(value) if value not in (None, "") else float("nan")
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _enum_name(value: Any) -> str:
-    return (getattr(value, "name", None) or str(value or "")).lower()
+def _iter_submissions(api: Any, slug: str, max_pages: int = 1000) -> Iterator[Submission]:
+    """Your submissions, newest first, page after page (call inside `_calling`)."""
+    red, seen, size = _redactor_of(api), set(), 20
+    for page in range(1, max_pages + 1):
+        subs = api.competition_submissions(slug, page_number=page, page_size=size) or []
+        new = [s for s in subs if s is not None and s.ref not in seen]
+        for s in new:
+            seen.add(s.ref)
+            yield _submission(s, red)
+        if len(subs) < size or not new:
+            return
 
 
 def submissions(slug: str, api: "KaggleApi | None" = None) -> "pd.DataFrame":
-    """Your submissions, newest first: ref, date, file_name, description, status, public_score,
-    private_score (scores are floats, NaN when not scored)."""
+    """Your submissions, newest first, one row per `Submission` (columns SUBMISSION_COLUMNS:
+    ref, date, file_name, description, status, public_score, private_score, error_description,
+    team_name; scores are floats, NaN when not scored)."""
     import pandas as pd
 
     api = api or client()
-    rows: list[dict] = []
-    seen: set[int] = set()
-    page_size = 20
     with _calling(api, "listing submissions", slug):
-        for page in range(1, 1000):
-            with _captured_output(_creds_of(api)):
-                subs = api.competition_submissions(slug, page_number=page, page_size=page_size) or []
-            new = [s for s in subs if s is not None and s.ref not in seen]
-            for s in new:
-                seen.add(s.ref)
-                rows.append({"ref": s.ref, "date": s.date, "file_name": s.file_name, "description": s.description,
-                             "status": _enum_name(s.status), "public_score": _score(s.public_score),
-                             "private_score": _score(s.private_score)})
-            if len(subs) < page_size or not new:
-                break
+        rows = [dataclasses.asdict(s) for s in _iter_submissions(api, slug)]
     df = pd.DataFrame(rows, columns=SUBMISSION_COLUMNS)
     df["date"] = pd.to_datetime(df["date"])
     return df
 
 
-def leaderboard(slug: str, top: int = 20, api: "KaggleApi | None" = None) -> "pd.DataFrame":
-    """The first `top` rows of the public leaderboard: team_id, team_name, submission_date, score."""
+def _transient(e: KaggleError) -> bool:
+    return isinstance(e, (KaggleNetworkError, KaggleRateLimitError)) or (getattr(e, "status", 0) or 0) >= 500
+
+
+def wait_for_score(slug: str, ref: int, *, timeout: float = 30 * 60, first_delay: float = 2.0,
+                   max_delay: float = 60.0, sleep: Callable[[float], Any] = time.sleep,
+                   clock: Callable[[], float] = time.monotonic,
+                   on_poll: Callable[["Submission | None"], Any] | None = None,
+                   api: "KaggleApi | None" = None) -> Submission:
+    """Poll your submissions list until submission `ref` is scored and return it (status
+    "complete", public_score set). Waits `first_delay` s after the first poll, doubling up to
+    `max_delay`. `on_poll(submission)` is called after each poll (None while Kaggle does not list
+    it yet). Raises KaggleSubmissionFailed (with Kaggle's error description) when scoring failed,
+    KaggleSubmissionPending when `timeout` s pass first; five failed polls in a row raise the error."""
+    if not ref:
+        raise KaggleError(f"No submission reference to wait for; see your submissions with:  "
+                          f"kaggletools submissions {slug}")
+    api = api or client()
+    deadline, delay, failures = clock() + timeout, first_delay, 0
+    current: Submission | None = None
+    while True:
+        try:
+            with _calling(api, f"checking submission {ref}", slug):
+                current = next((s for s in _iter_submissions(api, slug, max_pages=5) if s.ref == ref), None)
+        except KaggleError as e:
+            failures += 1
+            if not _transient(e) or failures >= 5:
+                raise
+            log.info("checking submission %s failed (%s); will retry", ref, e)
+        else:
+            failures = 0
+            if on_poll is not None:
+                on_poll(current)
+            if current is not None and current.status == "complete":
+                return current
+            if current is not None and current.status == "error":
+                why = current.error_description or "Kaggle gave no error description"
+                raise KaggleSubmissionFailed(f"Kaggle could not score submission {ref} to '{slug}': {why}", current)
+        left = deadline - clock()
+        if left <= 0:
+            state = current.status if current is not None else "not listed yet"
+            raise KaggleSubmissionPending(
+                f"Submission {ref} to '{slug}' is still pending ({state}) after waiting {timeout:.0f} s; "
+                f"Kaggle is still scoring it. Check later with:  kaggletools submissions {slug}",
+                slug, ref, current)
+        sleep(min(delay, left))
+        delay = min(delay * 2, max_delay)
+
+
+# -- leaderboard ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Leaderboard:
+    """`rows`: the first rows of the leaderboard (columns LEADERBOARD_COLUMNS: rank, team_id,
+    team_name, submission_date, score). `my_rank` / `my_row` (a dict with the same keys plus
+    `members`): where your team stands, None when it cannot be determined; `note` says how your
+    team was found, or why not. `total_teams`: None when only the first rows could be read."""
+
+    slug: str
+    rows: "pd.DataFrame"
+    total_teams: int | None
+    my_rank: int | None
+    my_row: dict | None
+    note: str
+    username: str | None = None
+
+
+_LB_NAMES = {"rank": "rank", "teamid": "team_id", "teamname": "team_name", "lastsubmissiondate": "submission_date",
+             "submissiondate": "submission_date", "score": "score", "teammemberusernames": "members"}
+
+
+def _lb_frame(df: "pd.DataFrame") -> "pd.DataFrame":
     import pandas as pd
 
-    api = api or client()
+    df = df.rename(columns={c: _LB_NAMES.get(str(c).replace("_", "").lower(), c) for c in df.columns})
+    if not {"team_id", "team_name", "score"} <= set(df.columns):
+        raise KaggleError(f"unexpected leaderboard columns: {', '.join(map(str, df.columns))}")
+    df = df.reset_index(drop=True)
+    position = pd.Series(range(1, len(df) + 1), dtype="int64")
+    ranks = pd.to_numeric(df["rank"], errors="coerce").fillna(position) if "rank" in df else position
+    df["rank"] = ranks.astype("int64")
+    df["team_id"] = pd.to_numeric(df["team_id"], errors="coerce").astype("Int64")
+    df["team_name"] = df["team_name"].fillna("").astype(str)
+    df["score"] = [_score(v) for v in df["score"]]
+    df["submission_date"] = pd.to_datetime(df.get("submission_date"), errors="coerce", utc=True)
+    df["members"] = df["members"].fillna("").astype(str) if "members" in df else ""
+    return df[LEADERBOARD_COLUMNS + ["members"]]
+
+
+def _full_leaderboard(api: Any, slug: str) -> "pd.DataFrame":
+    """The whole leaderboard, as Kaggle's "download leaderboard" serves it (a zipped CSV)."""
+    import pandas as pd
+    from kagglesdk.competitions.types.competition_api_service import ApiDownloadLeaderboardRequest
+
+    with _calling(api, "downloading the leaderboard", slug):
+        request = ApiDownloadLeaderboardRequest()
+        request.competition_name = slug
+        with api.build_kaggle_client() as kaggle:
+            data = kaggle.competitions.competition_api_client.download_leaderboard(request).content
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = [n for n in z.namelist() if n.lower().endswith(".csv")]
+            if not names:
+                raise KaggleError("the leaderboard download holds no CSV file")
+            data = z.read(names[0])
+    try:
+        return _lb_frame(pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise KaggleError(f"the leaderboard download is not a readable CSV ({e})") from None
+
+
+def _view_leaderboard(api: Any, slug: str, top: int) -> "pd.DataFrame":
+    import pandas as pd
+
     with _calling(api, "reading the leaderboard", slug):
-        with _captured_output(_creds_of(api)):
-            rows = api.competition_leaderboard_view(slug, page_size=top) or []
-    df = pd.DataFrame([{"team_id": r.team_id, "team_name": r.team_name, "submission_date": r.submission_date,
-                        "score": _score(r.score)} for r in rows if r is not None], columns=LEADERBOARD_COLUMNS)
-    df["submission_date"] = pd.to_datetime(df["submission_date"])
-    return df
+        rows = api.competition_leaderboard_view(slug, page_size=top) or []
+    return _lb_frame(pd.DataFrame([{"team_id": r.team_id, "team_name": r.team_name, "score": r.score,
+                                    "submission_date": r.submission_date} for r in rows if r is not None],
+                                  columns=["team_id", "team_name", "score", "submission_date"]))
+
+
+def _find_me(api: Any, slug: str, df: "pd.DataFrame", user: str | None, complete: bool) -> tuple[dict | None, str]:
+    """(your row, how it was found or why not)."""
+    where = f"among the {len(df)} teams on the leaderboard" if complete else f"in the first {len(df)} rows"
+    if (df["members"] != "").any():
+        if not user:
+            return None, "The user name of these credentials is unknown, so your team cannot be found."
+        hits = df[[user.lower() in str(m).lower().replace(";", ",").replace(" ", ",").split(",")
+                   for m in df["members"]]]
+        how = f"your team is the one with member '{user}'"
+    else:  # no member lists: match the team name your own submissions carry
+        with _calling(api, "listing submissions", slug):
+            names = {s.team_name for s in _iter_submissions(api, slug, max_pages=1) if s.team_name}
+        if not names:
+            return None, ("The leaderboard does not list team members and you have no submissions that name "
+                          "your team, so your standing cannot be determined.")
+        hits = df[df["team_name"].isin(names)]
+        how = f"your submissions are by team '{sorted(names)[0]}'"
+    if len(hits) == 1:
+        return hits.iloc[0].to_dict(), f"Found your team: {how}."
+    if len(hits) > 1:
+        return None, f"Cannot tell which team is yours: {len(hits)} teams match ({how})."
+    if complete:
+        return None, f"Your team is not on the leaderboard ({how}, not found {where}); no scored submission yet?"
+    return None, f"Your team is not {where} ({how}); your standing is unknown."
+
+
+def leaderboard(slug: str, top: int = 20, *, find_me: bool = True, api: "KaggleApi | None" = None) -> Leaderboard:
+    """The first `top` rows of the leaderboard and, with `find_me`, where your own team stands: the
+    whole leaderboard is downloaded and your team found by your user name among its members (or
+    by the team name your submissions carry). If that fails, only the first rows are read and
+    `note` says why your standing is unknown; nothing is guessed."""
+    api = api or client()
+    creds, cfg = getattr(api, "_kaggletools_credentials", None), getattr(api, "config_values", None) or {}
+    user = cfg.get("username") or (creds.username if creds else None)
+    note, full = "Your own team was not looked up.", None
+    if find_me:
+        try:
+            full = _full_leaderboard(api, slug)
+        except (KaggleCredentialsError, KaggleNetworkError, KaggleRateLimitError):
+            raise
+        except KaggleError as e:
+            why = f"HTTP {e.status}" if getattr(e, "status", None) else str(e)
+            note = f"The full leaderboard could not be downloaded ({why}), so your standing is unknown."
+            log.debug("leaderboard download failed: %s", e)
+    df = full if full is not None else _view_leaderboard(api, slug, top)
+    mine = None
+    if find_me:
+        mine, found = _find_me(api, slug, df, user, complete=full is not None)
+        note = found if full is not None or mine is not None else note
+    return Leaderboard(slug=slug, rows=df.head(top)[LEADERBOARD_COLUMNS].reset_index(drop=True),
+                       total_teams=len(full) if full is not None else None,
+                       my_rank=int(mine["rank"]) if mine else None, my_row=mine, note=note, username=user)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import csv
 import email.utils
 import io
 import itertools
@@ -50,6 +51,7 @@ TITLE = "Dogs vs. Cats Redux: Kernels Edition"
 USERNAME = "fakeuser"
 KEY = "0123456789abcdef0123456789abcdef"  # what a legacy kaggle.json key looks like
 TOKEN = "KGAT_fake0123456789abcdef0123456789"  # what a new-style API token looks like
+DISPLAY_NAME = "Fake User"  # the user's display name: the name of their (one-person) team
 
 API_PREFIX = "/api/v1/"
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -99,6 +101,41 @@ def make_redux_zip(dest: Path, slug: str = SLUG, n_train: int = 4, n_test: int =
     return out
 
 
+def echo_text(headers: dict[str, str]) -> str:
+    """What the hostile server (``echo_headers=True``) echoes: every request header, and the
+    credential of the Authorization header raw, base64-encoded (standard and URL-safe alphabets,
+    padded or not: for Basic that is ``base64(user:key)`` again, for Bearer the token's) and
+    URL-encoded (quote, quote_plus)."""
+    auth = headers.get("Authorization", "")
+    scheme, _, cred = auth.partition(" ")
+    plain = base64.b64decode(cred).decode(errors="replace") if scheme == "Basic" else cred
+    forms = [plain]
+    for b64 in (base64.b64encode(plain.encode()).decode(), base64.urlsafe_b64encode(plain.encode()).decode()):
+        forms += [b64, b64.rstrip("=")]
+    for value in {auth, cred, plain}:
+        forms += [urllib.parse.quote(value), urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
+    dump = "; ".join(f"{k}: {v}" for k, v in headers.items())
+    return f"request headers: {dump} | credential as: {' '.join(forms)}"
+
+
+def secret_forms(secret: str, username: str | None = None) -> list[str]:
+    """Every form in which a server might echo `secret` (for assertions that it never leaks):
+    raw, ``Bearer``, base64 of it and of ``username:secret`` (standard and URL-safe, padded or
+    not, with ``Basic``), and each of those URL-encoded (quote, quote_plus)."""
+    forms = [secret, f"Bearer {secret}"]
+    for plain in [secret] + ([f"{username}:{secret}"] if username else []):
+        for b64 in (base64.b64encode(plain.encode()).decode(), base64.urlsafe_b64encode(plain.encode()).decode()):
+            forms += [b64, b64.rstrip("="), f"Basic {b64}"]
+    for f in list(forms):
+        forms += [urllib.parse.quote(f), urllib.parse.quote(f, safe=""), urllib.parse.quote_plus(f)]
+    return sorted(set(forms))
+
+
+def leaked(text: str, secret: str, username: str | None = None) -> list[str]:
+    """The forms of `secret` found in `text` (percent escapes in either case)."""
+    return [f for f in secret_forms(secret, username) if f in text or ("%" in f and f.lower() in text.lower())]
+
+
 # -- server state ----------------------------------------------------------------------------
 @dataclass
 class RecordedRequest:
@@ -118,13 +155,25 @@ class RecordedRequest:
         return self.headers.get("Authorization")
 
 
+class ScoringFailed(Exception):
+    """Raise it from a `scorer`: the submission ends with status ERROR and this error description."""
+
+
 @dataclass
 class FakeCompetition:
+    """`submissions`: what ListSubmissions serves, newest first (keys as Kaggle's JSON; keys that
+    start with "_" are the server's own). `leaderboard`: rows ``{"teamId", "teamName", "score",
+    "date", "members": [user names]}``; None: two other teams plus yours once a submission is scored.
+    `leaderboard_members`: whether the downloaded leaderboard CSV has a TeamMemberUserNames column."""
+
     slug: str
     files: dict[str, bytes]
     title: str = TITLE
     rules_accepted: bool = True
     submissions: list[dict] = field(default_factory=list)
+    leaderboard: list[dict] | None = None
+    leaderboard_members: bool = True
+    higher_is_better: bool = False
     _all_zip: bytes | None = None
 
     def all_zip(self) -> bytes:
@@ -142,9 +191,15 @@ class _Fail(Exception):
 class FakeKaggle:
     """The server. ``fail_with`` is an HTTP status every request answers with, or a dict
     ``{route: status}`` (routes: RPC method names such as ``ListDataFiles``, ``DownloadDataFile``,
-    ``StartSubmissionUpload``, ``CreateSubmission``, ``ListSubmissions``, ``IntrospectToken``, or
+    ``StartSubmissionUpload``, ``CreateSubmission``, ``ListSubmissions``, ``GetLeaderboard``,
+    ``DownloadLeaderboard``, ``IntrospectToken``, or
     ``"blob"`` / ``"upload"``); it can be changed while the server runs.
-    ``scorer(csv_bytes) -> float`` gives a submission's public score (default 0.5)."""
+    ``scorer(csv_bytes) -> float`` gives a submission's public score (default 0.5); it may raise
+    `ScoringFailed("why")` to make scoring fail. A new submission is listed as pending (no status,
+    no score, as Kaggle's JSON omits defaults) for its first `pending_polls` listings.
+    `echo_headers`: a hostile server that echoes the request's headers (Authorization included, raw
+    and encoded in several ways) in every error message, in the headers and bodies of successful
+    answers and in download URLs."""
 
     def __init__(
         self,
@@ -157,10 +212,14 @@ class FakeKaggle:
         key: str = KEY,
         token: str = TOKEN,
         scorer: Callable[[bytes], float] | None = None,
+        pending_polls: int = 0,
+        echo_headers: bool = False,
+        display_name: str = DISPLAY_NAME,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
-        self.username, self.key, self.token = username, key, token
+        self.username, self.key, self.token, self.display_name = username, key, token, display_name
+        self.pending_polls, self.echo_headers = pending_polls, echo_headers
         self.fail_with = fail_with
         self.scorer = scorer
         self.host, self._port = host, port
@@ -256,12 +315,51 @@ class FakeKaggle:
                              "download files or submit.")
         return comp
 
-    def _blob_url(self, origin: str, slug: str, name: str) -> str:
+    def _blob_url(self, origin: str, slug: str, name: str, headers: dict[str, str]) -> str:
         sig = base64.urlsafe_b64encode(os.urandom(9)).decode()
-        return f"{origin}/blobs/download/{slug}/{urllib.parse.quote(name)}?sig={sig}"
+        echo = "&echo=" + urllib.parse.quote(echo_text(headers), safe="") if self.echo_headers else ""
+        return f"{origin}/blobs/download/{slug}/{urllib.parse.quote(name)}?sig={sig}{echo}"
 
-    def rpc(self, method: str, body: dict, headers: dict[str, str], origin: str) -> tuple[int, dict, dict]:
-        """Answer one RPC: (status, extra headers, JSON body)."""
+    def _listed(self, sub: dict) -> dict:
+        """A stored submission as ListSubmissions serves it (pending for its first listings)."""
+        out = {k: v for k, v in sub.items() if not k.startswith("_")}
+        if sub.get("_pending", 0) > 0:
+            sub["_pending"] -= 1
+            return out
+        return {**out, **sub.get("_final", {})}
+
+    def leaderboard_rows(self, comp: FakeCompetition) -> list[dict]:
+        """The leaderboard, best first, each row with its "rank"."""
+        rows = comp.leaderboard
+        if rows is None:
+            date = "2024-01-01T00:00:00.000Z"
+            rows = [{"teamId": 1, "teamName": "top team", "date": date, "score": 0.033, "members": ["topdog"]},
+                    {"teamId": 2, "teamName": "runner up", "date": date, "score": 0.041,
+                     "members": ["alice", "bob"]}]
+            scored = [s for s in comp.submissions if not s.get("_pending")
+                      and s.get("_final", s).get("status") == "COMPLETE" and s.get("_final", s).get("publicScore")]
+            if scored:
+                best = sorted(scored, key=lambda s: float(s.get("_final", s)["publicScore"]),
+                              reverse=comp.higher_is_better)[0]
+                rows.append({"teamId": 3, "teamName": self.display_name, "date": best["date"],
+                             "score": float(best.get("_final", best)["publicScore"]), "members": [self.username]})
+        rows = sorted(rows, key=lambda r: float(r["score"]), reverse=comp.higher_is_better)
+        return [{**r, "rank": i} for i, r in enumerate(rows, 1)]
+
+    def leaderboard_zip(self, comp: FakeCompetition) -> bytes:
+        """What "download leaderboard" serves: a zip holding <slug>-publicleaderboard.csv."""
+        out = io.StringIO()
+        cols = ["Rank", "TeamId", "TeamName", "LastSubmissionDate", "Score", "SubmissionCount"]
+        writer = csv.writer(out)
+        writer.writerow(cols + (["TeamMemberUserNames"] if comp.leaderboard_members else []))
+        for r in self.leaderboard_rows(comp):
+            date = str(r.get("date", "2024-01-01T00:00:00")).replace("T", " ")[:19]
+            row = [r["rank"], r["teamId"], r["teamName"], date, f"{float(r['score']):.5f}", 1]
+            writer.writerow(row + ([",".join(r.get("members", []))] if comp.leaderboard_members else []))
+        return _zip({f"{comp.slug}-publicleaderboard.csv": out.getvalue().encode()})
+
+    def rpc(self, method: str, body: dict, headers: dict[str, str], origin: str) -> tuple[int, dict, dict | bytes]:
+        """Answer one RPC: (status, extra headers, JSON body or the bytes of a file)."""
         if method == "IntrospectToken":
             ok = body.get("token") == self.token
             return 200, {}, ({"active": True, "username": self.username, "clientId": "kaggle-cli"}
@@ -281,13 +379,13 @@ class FakeKaggle:
             return 200, {}, out
         if method == "DownloadDataFiles":
             comp = self._comp(body, need_rules=True)
-            return 302, {"Location": self._blob_url(origin, comp.slug, f"{comp.slug}.zip")}, {}
+            return 302, {"Location": self._blob_url(origin, comp.slug, f"{comp.slug}.zip", headers)}, {}
         if method == "DownloadDataFile":
             comp = self._comp(body, need_rules=True)
             name = body.get("fileName", "")
             if name not in comp.files:
                 raise _Fail(404, f"File not found: {name}")
-            return 302, {"Location": self._blob_url(origin, comp.slug, name)}, {}
+            return 302, {"Location": self._blob_url(origin, comp.slug, name, headers)}, {}
         if method == "StartSubmissionUpload":
             comp = self._comp(body, need_rules=True)
             token = f"blob-{next(self._ids)}"
@@ -299,7 +397,11 @@ class FakeKaggle:
             if token not in self.uploads:
                 raise _Fail(400, f"Unknown or incomplete upload: {token}")
             data = self.uploads[token]
-            score = self.scorer(data) if self.scorer else 0.5
+            try:
+                score = self.scorer(data) if self.scorer else 0.5
+                final = {"status": "COMPLETE", "publicScore": f"{score:.5f}", "privateScore": ""}
+            except ScoringFailed as e:
+                final = {"status": "ERROR", "errorDescription": str(e)}
             ref = next(self._ids)
             comp.submissions.insert(0, {
                 "ref": ref,
@@ -307,11 +409,10 @@ class FakeKaggle:
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
                 "description": body.get("submissionDescription", ""),
                 "fileName": self._pending_uploads.get(token, {}).get("fileName", ""),
-                "publicScore": f"{score:.5f}",
-                "privateScore": "",
-                "status": "COMPLETE",
                 "submittedBy": self.username,
-                "teamName": self.username,
+                "teamName": self.display_name,
+                "_final": final,
+                "_pending": self.pending_polls,
             })
             return 200, {}, {"message": f"Successfully submitted to {comp.title}", "ref": ref}
         if method == "ListSubmissions":
@@ -320,7 +421,7 @@ class FakeKaggle:
             page = int(body.get("page") or 1)
             if body.get("pageToken"):
                 page = int(body["pageToken"])
-            subs = comp.submissions[(page - 1) * size:page * size]
+            subs = [self._listed(s) for s in comp.submissions[(page - 1) * size:page * size]]
             nxt = str(page + 1) if page * size < len(comp.submissions) else ""
             return 200, {}, {"submissions": subs, "nextPageToken": nxt}
         if method == "GetSubmissionLimits":
@@ -328,13 +429,17 @@ class FakeKaggle:
             return 200, {}, {"numToday": 0, "numAllowedNow": 5}
         if method == "GetLeaderboard":
             comp = self._comp(body)
-            date = "2024-01-01T00:00:00.000Z"
-            rows = [{"teamId": 1, "teamName": "top team", "submissionDate": date, "score": "0.03300"},
-                    {"teamId": 2, "teamName": "runner up", "submissionDate": date, "score": "0.04100"}]
-            for s in comp.submissions[:1]:
-                rows.append({"teamId": 3, "teamName": s["teamName"], "submissionDate": s["date"],
-                             "score": s["publicScore"]})
-            return 200, {}, {"submissions": rows}
+            size = int(body.get("pageSize") or 20)
+            start = int(body.get("pageToken") or 0)
+            rows = self.leaderboard_rows(comp)
+            out = {"submissions": [{"teamId": r["teamId"], "teamName": r["teamName"],
+                                    "submissionDate": r.get("date", "2024-01-01T00:00:00.000Z"),
+                                    "score": f"{float(r['score']):.5f}"} for r in rows[start:start + size]]}
+            if start + size < len(rows):
+                out["nextPageToken"] = str(start + size)
+            return 200, {}, out
+        if method == "DownloadLeaderboard":
+            return 200, {"Content-Type": "application/zip"}, self.leaderboard_zip(self._comp(body))
         raise _Fail(404, f"No such method: {method}")
 
 
@@ -393,6 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             fake.requests.append(rec)
         origin = f"http://{self.headers.get('Host') or f'{fake.host}:{fake.port}'}"
+        echo = echo_text(rec.headers) if fake.echo_headers else ""
+        echo_header = {"X-Echo": echo} if echo else {}
         try:
             fake._check_fail(route)
             if route == "blob" and self.command in ("GET", "HEAD"):
@@ -406,7 +513,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Fail(404, "No such blob")
                 rec.status = 200
                 ctype = "application/zip" if name.endswith(".zip") else "application/octet-stream"
-                self._send(200, data, ctype, {"Last-Modified": fake.last_modified})
+                self._send(200, data, ctype, {"Last-Modified": fake.last_modified, **echo_header})
             elif route == "upload" and self.command in ("PUT", "POST"):
                 token = path.rsplit("/", 1)[-1]
                 if token not in fake._pending_uploads:
@@ -417,15 +524,19 @@ class _Handler(BaseHTTPRequestHandler):
             elif route not in ("blob", "upload", "unknown") and self.command == "POST":
                 status, headers, obj = fake.rpc(route, parsed or {}, rec.headers, origin)
                 rec.status = status
+                headers = {**headers, **echo_header}
                 if status in (301, 302, 303, 307):
                     self._send(status, b"", "text/plain", headers)
+                elif isinstance(obj, bytes):
+                    self._send(status, obj, headers.pop("Content-Type"), headers)
                 else:
-                    self._json(status, obj, headers)
+                    self._json(status, {**obj, "echo": echo} if echo else obj, headers)
             else:
                 raise _Fail(404, f"Not found: {self.command} {path}")
         except _Fail as e:
             rec.status = e.status
-            self._json(e.status, {"code": e.status, "message": e.message}, e.headers)
+            message = f"{e.message} ({echo})" if echo else e.message
+            self._json(e.status, {"code": e.status, "message": message}, {**e.headers, **echo_header})
 
     do_GET = do_POST = do_PUT = do_HEAD = _handle
 

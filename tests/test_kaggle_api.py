@@ -1,7 +1,6 @@
 """kaggletools.kaggle_api against the real official client talking to tests/fake_kaggle.py."""
 from __future__ import annotations
 
-import base64
 import dataclasses
 import io
 import json
@@ -11,23 +10,24 @@ import subprocess
 import sys
 import warnings
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from fake_kaggle import (KEY, SLUG, TOKEN, USERNAME, FakeKaggle, fake_kaggle, free_port, isolate_env,
-                         kaggle_server, make_redux_zip, redux_files, write_kaggle_json)  # noqa: F401
+from fake_kaggle import (DISPLAY_NAME, KEY, SLUG, TOKEN, USERNAME, FakeKaggle, ScoringFailed, echo_text,
+                         fake_kaggle, free_port, isolate_env, kaggle_server, leaked, make_redux_zip, redux_files,
+                         write_kaggle_json)  # noqa: F401
 from kaggletools import kaggle_api as K
 
 REPO = Path(__file__).resolve().parents[1]
-SECRETS = (KEY, TOKEN, base64.b64encode(f"{USERNAME}:{KEY}".encode()).decode())
 
 
 def _no_secret(*texts: str) -> None:
+    """No form of the key or the token (raw, base64 of user:key or of the token, URL-encoded...)."""
     for text in texts:
-        for secret in SECRETS:
-            assert secret not in text
+        assert not leaked(text, KEY, USERNAME) and not leaked(text, TOKEN)
 
 
 def _messages(exc: BaseException) -> list[str]:
@@ -57,6 +57,7 @@ def test_token_from_env(home, monkeypatch):
 def test_token_env_naming_a_file(home, monkeypatch):
     f = home / "tok.txt"
     f.write_text(TOKEN + "\n")
+    f.chmod(0o600)
     monkeypatch.setenv("KAGGLE_API_TOKEN", str(f))
     c = K.find_credentials()
     assert c.method == "token" and c.path == f and c.secret.reveal() == TOKEN
@@ -284,10 +285,14 @@ def test_submissions_all_pages_and_empty(kaggle_server):
     assert len(df) == 45 and df.ref.iloc[0] == 45 and df.private_score.iloc[0] == 0.2
 
 
-def test_leaderboard(kaggle_server):
+def test_leaderboard_without_own_submissions(kaggle_server):
     kaggle_server()
-    df = K.leaderboard(SLUG)
+    lb = K.leaderboard(SLUG)
+    df = lb.rows
     assert list(df.columns) == K.LEADERBOARD_COLUMNS and df.score.iloc[0] == pytest.approx(0.033)
+    assert list(df["rank"]) == [1, 2] and list(df.team_name) == ["top team", "runner up"]
+    assert lb.total_teams == 2 and lb.my_rank is None and lb.my_row is None
+    assert "not on the leaderboard" in lb.note and USERNAME in lb.note
 
 
 def test_submit_missing_file(kaggle_server, tmp_path):
@@ -460,3 +465,288 @@ def test_secrets_never_printed_or_logged(kaggle_server, tmp_path, monkeypatch, c
     out = capsys.readouterr()
     assert any("403" in t for t in texts) and any("Could not reach" in t for t in texts)
     _no_secret(out.out, out.err, caplog.text, *texts)
+
+
+# -- listings for table or CSV output -------------------------------------------------------------
+def test_list_files_gives_name_size_and_creation_date(kaggle_server):
+    kaggle_server()
+    files = K.list_files(SLUG)
+    assert all(isinstance(f, K.RemoteFile) and isinstance(f.created, datetime) for f in files)
+    assert {f.name for f in files} == set(redux_files())
+
+
+def test_submissions_carry_error_description_and_team(kaggle_server, tmp_path):
+    def scorer(data):
+        raise ScoringFailed("Submission must have 12500 rows")
+
+    kaggle_server(scorer=scorer)
+    ref = K.submit(SLUG, _csv(tmp_path), "broken", quiet=True).ref
+    df = K.submissions(SLUG)
+    row = df.set_index("ref").loc[ref]
+    assert (row.status, row.error_description, row.team_name) == ("error", "Submission must have 12500 rows",
+                                                                 DISPLAY_NAME)
+    assert row.public_score != row.public_score  # NaN
+
+
+# -- submit and wait for the score -----------------------------------------------------------------
+class FakeClock:
+    """A clock that only moves when `sleep` is called."""
+
+    def __init__(self):
+        self.now, self.sleeps = 1000.0, []
+
+    def sleep(self, s):
+        self.sleeps.append(s)
+        self.now += s
+
+    def __call__(self):
+        return self.now
+
+
+def test_submit_returns_ref_and_kaggles_message(kaggle_server, tmp_path, capsys):
+    server = kaggle_server()
+    csv = _csv(tmp_path)
+    result = K.submit(SLUG, csv, "first try")
+    assert isinstance(result, K.SubmitResult) and result.ref and result.slug == SLUG and result.file == csv
+    assert result.message == f"Successfully submitted to {server.competition.title}"
+    assert result.ref == server.competition.submissions[0]["ref"]
+    assert result.message not in capsys.readouterr().out  # returned for the caller to print, not printed
+
+
+def test_wait_for_score_polls_with_backoff_until_scored(kaggle_server, tmp_path):
+    server = kaggle_server(scorer=lambda data: 0.0625, pending_polls=3)
+    ref = K.submit(SLUG, _csv(tmp_path), "pending a while", quiet=True).ref
+    clock, seen = FakeClock(), []
+    sub = K.wait_for_score(SLUG, ref, sleep=clock.sleep, clock=clock, on_poll=seen.append)
+    assert isinstance(sub, K.Submission) and (sub.ref, sub.status) == (ref, "complete")
+    assert sub.public_score == 0.0625 and sub.error_description == ""
+    assert [s.status for s in seen] == ["pending", "pending", "pending", "complete"]
+    assert clock.sleeps == [2.0, 4.0, 8.0]
+    assert len(server.calls("ListSubmissions")) == 4
+
+
+def test_wait_for_score_backoff_is_bounded(kaggle_server, tmp_path):
+    kaggle_server(pending_polls=7)
+    ref = K.submit(SLUG, _csv(tmp_path), "x", quiet=True).ref
+    clock = FakeClock()
+    assert K.wait_for_score(SLUG, ref, first_delay=1, max_delay=5, sleep=clock.sleep, clock=clock).status == "complete"
+    assert clock.sleeps == [1, 2, 4, 5, 5, 5, 5]
+
+
+def test_wait_for_score_scoring_error(kaggle_server, tmp_path):
+    def scorer(data):
+        raise ScoringFailed("ERROR: Could not find column 'label'")
+
+    kaggle_server(scorer=scorer, pending_polls=1)
+    ref = K.submit(SLUG, _csv(tmp_path), "x", quiet=True).ref
+    clock = FakeClock()
+    with pytest.raises(K.KaggleSubmissionFailed) as e:
+        K.wait_for_score(SLUG, ref, sleep=clock.sleep, clock=clock)
+    assert isinstance(e.value, K.KaggleError)
+    assert e.value.ref == ref and e.value.error_description == "ERROR: Could not find column 'label'"
+    assert "Could not find column 'label'" in str(e.value) and str(ref) in str(e.value)
+    assert clock.sleeps == [2.0]
+
+
+def test_wait_for_score_timeout_says_how_to_check_later(kaggle_server, tmp_path):
+    server = kaggle_server(pending_polls=10_000)
+    ref = K.submit(SLUG, _csv(tmp_path), "x", quiet=True).ref
+    clock = FakeClock()
+    with pytest.raises(K.KaggleSubmissionPending) as e:
+        K.wait_for_score(SLUG, ref, timeout=100, sleep=clock.sleep, clock=clock)
+    msg = str(e.value)
+    assert "still pending" in msg and f"kaggletools submissions {SLUG}" in msg and str(ref) in msg
+    assert e.value.ref == ref and e.value.submission.status == "pending"
+    assert sum(clock.sleeps) == pytest.approx(100) and max(clock.sleeps) <= 60
+    assert clock.sleeps[-1] == pytest.approx(100 - 2 - 4 - 8 - 16 - 32)  # the last wait stops at the deadline
+    assert len(server.calls("ListSubmissions")) == len(clock.sleeps) + 1
+
+
+def test_wait_for_score_for_a_submission_not_listed(kaggle_server):
+    kaggle_server()
+    clock, seen = FakeClock(), []
+    with pytest.raises(K.KaggleSubmissionPending, match="not listed yet"):
+        K.wait_for_score(SLUG, 424242, timeout=10, sleep=clock.sleep, clock=clock, on_poll=seen.append)
+    assert seen and all(s is None for s in seen)
+
+
+def test_wait_for_score_rides_out_server_errors_but_not_404(kaggle_server, tmp_path):
+    server = kaggle_server(pending_polls=1)
+    ref = K.submit(SLUG, _csv(tmp_path), "x", quiet=True).ref
+    server.fail_with = {"ListSubmissions": 503}
+    clock = FakeClock()
+
+    def sleep(s):
+        clock.sleep(s)
+        if len(clock.sleeps) == 2:
+            server.fail_with = None
+
+    assert K.wait_for_score(SLUG, ref, sleep=sleep, clock=clock).status == "complete"
+    assert [c.status for c in server.calls("ListSubmissions")][-4:] == [503, 503, 200, 200]
+    server.fail_with = {"ListSubmissions": 503}
+    with pytest.raises(K.KaggleError, match="HTTP 503"):  # five failures in a row
+        K.wait_for_score(SLUG, ref, sleep=clock.sleep, clock=clock)
+    clock.sleeps.clear()
+    server.fail_with = None
+    with pytest.raises(K.KaggleNotFoundError):
+        K.wait_for_score("no-such-comp", ref, sleep=clock.sleep, clock=clock)
+    assert clock.sleeps == []
+
+
+# -- leaderboard: where is my team? -----------------------------------------------------------------
+def _teams(n: int, me_at: int | None = None, members: bool = True) -> list[dict]:
+    rows = [{"teamId": 100 + i, "teamName": f"team {i}", "score": 0.01 * i, "members": [f"user{i}"]}
+            for i in range(1, n + 1)]
+    if me_at is not None:
+        rows[me_at - 1] = {"teamId": 7, "teamName": DISPLAY_NAME, "score": 0.01 * me_at,
+                           "members": ["a_friend", USERNAME] if members else []}
+    return rows
+
+
+@pytest.mark.parametrize("creds", ["env", "kaggle.json", "token"])
+def test_leaderboard_finds_own_team_by_user_name(kaggle_server, creds):
+    server = kaggle_server(creds=creds)
+    server.competition.leaderboard = _teams(40, me_at=27)
+    lb = K.leaderboard(SLUG, top=10)
+    assert len(lb.rows) == 10 and list(lb.rows["rank"]) == list(range(1, 11)) and lb.total_teams == 40
+    assert lb.my_rank == 27 and lb.my_row["team_name"] == DISPLAY_NAME and lb.my_row["team_id"] == 7
+    assert lb.my_row["score"] == pytest.approx(0.27) and lb.username == USERNAME
+    assert f"member '{USERNAME}'" in lb.note
+    assert server.calls("DownloadLeaderboard")
+
+
+def test_leaderboard_after_a_scored_submission(kaggle_server, tmp_path):
+    kaggle_server(scorer=lambda data: 0.02)
+    K.submit(SLUG, _csv(tmp_path), "x", quiet=True)
+    lb = K.leaderboard(SLUG)
+    assert lb.my_rank == 1 and lb.rows.team_name.iloc[0] == DISPLAY_NAME
+
+
+def test_leaderboard_without_member_column_matches_team_name(kaggle_server, tmp_path):
+    server = kaggle_server()
+    server.competition.leaderboard = _teams(5, me_at=4, members=False)
+    server.competition.leaderboard_members = False
+    assert K.leaderboard(SLUG).my_rank is None  # no submissions: no team name to match
+    K.submit(SLUG, _csv(tmp_path), "x", quiet=True)
+    lb = K.leaderboard(SLUG)
+    assert lb.my_rank == 4 and f"team '{DISPLAY_NAME}'" in lb.note
+    server.competition.leaderboard = _teams(5, me_at=4, members=False) + [
+        {"teamId": 9, "teamName": DISPLAY_NAME, "score": 0.9}]
+    lb = K.leaderboard(SLUG)
+    assert lb.my_rank is None and "Cannot tell" in lb.note  # two teams of that name: no guess
+
+
+def test_leaderboard_when_the_full_download_fails(kaggle_server, tmp_path):
+    server = kaggle_server(fail_with={"DownloadLeaderboard": 403})
+    server.competition.leaderboard = _teams(30, me_at=25)
+    K.submit(SLUG, _csv(tmp_path), "x", quiet=True)
+    lb = K.leaderboard(SLUG, top=10)
+    assert len(lb.rows) == 10 and lb.total_teams is None and lb.my_rank is None
+    assert "could not be downloaded (HTTP 403)" in lb.note and "unknown" in lb.note
+    lb = K.leaderboard(SLUG, top=30)  # own team among the rows read: found by its team name
+    assert lb.my_rank == 25 and lb.total_teams is None
+    assert server.calls("GetLeaderboard")[-1].json["pageSize"] == 30
+
+
+def test_leaderboard_without_find_me_is_one_request(kaggle_server):
+    server = kaggle_server()
+    lb = K.leaderboard(SLUG, find_me=False)
+    assert len(lb.rows) == 2 and lb.my_rank is None and "not looked up" in lb.note
+    assert not server.calls("DownloadLeaderboard") and len(server.calls("GetLeaderboard")) == 1
+
+
+def test_leaderboard_of_unknown_competition(kaggle_server):
+    kaggle_server()
+    with pytest.raises(K.KaggleNotFoundError, match="no-such-comp"):
+        K.leaderboard("no-such-comp")
+
+
+# -- download leaves no empty folder behind ---------------------------------------------------------
+@pytest.mark.parametrize("case", ["403", "404", "network"])
+def test_failed_download_leaves_no_empty_folder(kaggle_server, tmp_path, case):
+    server = kaggle_server(rules_accepted=case != "403")
+    if case == "network":
+        server.stop()
+    dest = tmp_path / "data" / "dogs" / "raw"
+    slug = "no-such-comp" if case == "404" else SLUG
+    with pytest.raises(K.KaggleError):
+        K.download(slug, dest, quiet=True)
+    assert not (tmp_path / "data").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with pytest.raises(K.KaggleError):
+        K.download(slug, existing, quiet=True)
+    assert existing.is_dir()  # not ours to remove
+
+
+def test_folder_made_by_the_client_is_removed_when_still_empty(tmp_path):
+    import requests
+
+    class Stub:  # a client that creates the folder, then loses the connection
+        def competition_download_files(self, slug, path, force, quiet):
+            os.makedirs(path)
+            raise requests.exceptions.ConnectionError("connection reset by peer")
+
+    dest = tmp_path / "a" / "b"
+    with pytest.raises(K.KaggleNetworkError):
+        K.download(SLUG, dest, api=Stub())
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "a").mkdir()
+    with pytest.raises(K.KaggleNetworkError):
+        K.download(SLUG, dest, api=Stub())
+    assert (tmp_path / "a").is_dir() and not dest.exists()
+
+
+def test_download_creates_the_folder_when_it_writes(kaggle_server, tmp_path):
+    kaggle_server()
+    path = K.download(SLUG, tmp_path / "x" / "y", quiet=True)
+    assert path.parent == tmp_path / "x" / "y" and path.is_file()
+
+
+# -- a hostile server that echoes the credentials --------------------------------------------------
+def _secret_of(creds: str) -> tuple[str, str | None]:
+    return (TOKEN, None) if creds == "token" else (KEY, USERNAME)
+
+
+@pytest.mark.parametrize("creds", ["env", "kaggle.json", "token"])
+def test_echoed_credentials_in_an_error_are_redacted(kaggle_server, tmp_path, creds, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    server = kaggle_server(creds=creds, echo_headers=True, rules_accepted=False)
+    secret, user = _secret_of(creds)
+    with pytest.raises(K.KaggleForbiddenError) as e:
+        K.download(SLUG, tmp_path / "d")
+    call = server.calls("DownloadDataFiles")[-1]
+    assert call.status == 403 and leaked(echo_text(call.headers), secret, user)  # the server did echo the secret
+    texts = _messages(e.value)
+    assert "request headers:" in str(e.value) and "***" in str(e.value)  # the echo reached us, redacted
+    out = capsys.readouterr()
+    _no_secret(out.out, out.err, caplog.text, *texts)
+
+
+def test_echoed_token_while_authenticating_is_redacted(kaggle_server, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    kaggle_server(creds="token", echo_headers=True, fail_with={"IntrospectToken": 403})
+    with pytest.raises(K.KaggleCredentialsError) as e:
+        K.client()
+    assert "Access token invalid" in caplog.text and "request headers" in caplog.text  # the client logged the echo
+    out = capsys.readouterr()
+    _no_secret(out.out, out.err, caplog.text, *_messages(e.value))
+
+
+@pytest.mark.parametrize("creds", ["env", "kaggle.json", "token"])
+def test_echoed_credentials_in_a_successful_listing_are_redacted(kaggle_server, tmp_path, creds, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    server = kaggle_server(creds=creds, echo_headers=True)
+    api = K.client(verbose=True)  # the client prints every request and response, headers included
+    files = K.list_files(SLUG, api=api)
+    assert {f.name for f in files} == set(redux_files())
+    K.download(SLUG, tmp_path / "d", file="sample_submission.csv", api=api)  # echo in the download URL too
+    secret, user = _secret_of(creds)
+    assert leaked(echo_text(server.calls("ListDataFiles")[-1].headers), secret, user)
+    out = capsys.readouterr()
+    scheme = "Bearer" if creds == "token" else "Basic"
+    assert f"Authorization: {scheme} ***" in out.out and "request headers:" in out.out  # printed, redacted
+    assert "echo=" in caplog.text  # urllib3 logged the download URL, redacted
+    _no_secret(out.out, out.err, caplog.text)
+    for f in (tmp_path / "d").iterdir():
+        _no_secret(f.name, f.read_bytes().decode(errors="replace"))
