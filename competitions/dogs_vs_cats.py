@@ -12,7 +12,8 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from kaggletools import metrics
-from kaggletools.competition import BinaryLogLoss, CompetitionError, Recipe, register
+from kaggletools.bases import BinaryLogLoss
+from kaggletools.competition import CompetitionError, Recipe, register
 from kaggletools.submission import SubmissionError
 
 LABELS = {"cat": 0, "dog": 1}
@@ -82,10 +83,14 @@ class DogsVsCats(DogsVsCatsRedux):
     def submission(self, ids, probs, post) -> pd.DataFrame:
         return pd.DataFrame({"id": list(ids), "label": (probs[:, 0] > 0.5).astype(int)})
 
+    def read_submission(self, df: pd.DataFrame) -> np.ndarray:
+        return (df["label"].astype(str).str.strip() == "1").to_numpy(np.float64)[:, None]
+
     def validate_rows(self, df: pd.DataFrame) -> None:
-        if not df["label"].astype(str).isin(["0", "1"]).all():
-            bad = df.loc[~df["label"].astype(str).isin(["0", "1"]), "label"].iloc[0]
-            raise SubmissionError(f"column 'label' must be 0 or 1 (1 = dog); found {bad!r}")
+        bad = ~df["label"].astype(str).str.strip().isin(["0", "1"])
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise SubmissionError(f"column 'label' row {row + 1}: {df['label'].iloc[row]!r} is not 0 or 1 (1 = dog)")
 
 
 # -- a generated stand-in for the real download (tests and the offline demo) ----------------

@@ -52,7 +52,8 @@ import pandas as pd
 
 from kaggletools import arrays
 from kaggletools.arrays import RecordError
-from kaggletools.competition import BinaryLogLoss, CompetitionError, Recipe, register
+from kaggletools.bases import BinaryLogLoss
+from kaggletools.competition import CompetitionError, Recipe, register
 
 SIDE = 75
 BANDS = ("band_1", "band_2")
@@ -130,6 +131,8 @@ class Iceberg(BinaryLogLoss):
     recipe = Recipe(backbone="mobilenet_v2", size=150, presize=75, freeze_epochs=2, epochs=4, lr=3e-3,
                     batch_size=32, min_scale=1.0, flip=True, dihedral=True, max_shift=0.1, tta="dihedral",
                     extra=True)
+    # the demo's quick CPU recipe: native 75 px, a longer frozen phase (measured in tests/test_iceberg.py)
+    demo = {"size": 75, "freeze_epochs": 6, "epochs": 1, "lr": 3e-3, "batch_size": 16}
 
     # -- data ------------------------------------------------------------------------------------
     def prepare(self, data_dir: Path) -> None:

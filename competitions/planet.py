@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from kaggletools import data, metrics, multilabel
+from kaggletools import data, files, metrics, multilabel, tasks
 from kaggletools.competition import Competition, CompetitionError, Recipe, register
-from kaggletools.submission import SubmissionError
 
 TAGS = ("agriculture", "artisinal_mine", "bare_ground", "blooming", "blow_down", "clear", "cloudy",
         "conventional_mine", "cultivation", "habitation", "haze", "partly_cloudy", "primary", "road",
@@ -44,7 +43,7 @@ SHARED_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "plane
 @register("planet-understanding-the-amazon-from-space", "planet", "planet-amazon")
 class Planet(Competition):
     title = "Planet: Understanding the Amazon from Space"
-    task = "multilabel"
+    task = tasks.MultiLabel()
     classes = TAGS
     files = ("train_v2.csv.zip", "sample_submission_v2.csv.zip", *ARCHIVES.values())
     id_column = "image_name"
@@ -113,7 +112,7 @@ class Planet(Competition):
 
     def sample_files(self, data_dir: Path, out_dir: Path, train: pd.DataFrame, test: pd.DataFrame) -> None:
         """The chosen images, and the label file and sample submission cut to them."""
-        data.link_sources(data_dir, out_dir, pd.concat([train, test])["source"])
+        files.link_sources(data_dir, out_dir, pd.concat([train, test])["source"])
         multilabel.write_filtered(Path(data_dir) / LABELS, Path(out_dir) / LABELS, self.id_column, train["id"])
         if self.sample_submission(data_dir):
             multilabel.write_filtered(Path(data_dir) / SAMPLE, Path(out_dir) / SAMPLE, self.id_column, test["id"])
@@ -139,10 +138,11 @@ class Planet(Competition):
         return pd.DataFrame({self.id_column: list(ids), "tags": multilabel.to_tags(self.decide(probs, post),
                                                                                    self.classes)})
 
+    def read_submission(self, df: pd.DataFrame) -> np.ndarray:
+        return multilabel.tags_matrix(df["tags"], self.classes)[0]
+
     def validate_rows(self, df: pd.DataFrame) -> None:
-        if "tags" not in df.columns:
-            raise SubmissionError(f"no 'tags' column; columns are {list(df.columns)}")
-        multilabel.check_tags(df["tags"], self.classes, RULES)
+        multilabel.check_tags(df["tags"], self.classes)
 
     # -- fixture ---------------------------------------------------------------------------
     def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0,

@@ -1,3 +1,7 @@
 """kaggletools: from a Kaggle image competition's download to a validated submission."""
+from importlib import metadata as _metadata
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("kaggletools")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"

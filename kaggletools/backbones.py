@@ -337,6 +337,12 @@ def install_offline_weights() -> list[Path]:
     return installed
 
 
+def offline_weights_cached() -> bool:
+    """Whether the offline ImageNet checkpoints (mobilenet_v2's) are in torch's hub cache."""
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    return all((checkpoints / file).is_file() for file in OFFLINE_WEIGHTS)
+
+
 def _hash_matches(path: Path, file: str) -> bool:
     prefix = file.rsplit("-", 1)[-1].split(".")[0]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
-
-from kaggletools import images
+from kaggletools import images, progress as bars
 
 CACHE_VERSION = 2
 
@@ -56,17 +54,17 @@ def load_items(competition, data_dir: Path, items: pd.DataFrame, side: int, *,
     path.parent.mkdir(parents=True, exist_ok=True)
 
     sources = list(items["source"])
-    first = _decode(competition, data_dir, sources[0], side)
+    first = decode(competition, data_dir, sources[0], side)
     partial = path.with_suffix(f".partial-{os.getpid()}.npy")
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=first.dtype, shape=(len(sources), *first.shape))
     try:
         def work(i: int) -> None:
-            out[i] = first if i == 0 else _decode(competition, data_dir, sources[i], side)
+            out[i] = first if i == 0 else decode(competition, data_dir, sources[i], side)
 
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-            list(tqdm(pool.map(work, range(len(sources))), total=len(sources), desc=desc,
-                      unit="img", disable=not progress, leave=False))
+            list(bars.bar(pool.map(work, range(len(sources))), total=len(sources), desc=desc,
+                              unit="img", enabled=progress))
         out.flush()
         os.replace(partial, path)
     except BaseException:
@@ -76,7 +74,8 @@ def load_items(competition, data_dir: Path, items: pd.DataFrame, side: int, *,
     return np.load(path, mmap_mode="r")
 
 
-def _decode(competition, data_dir: Path, source, side: int) -> np.ndarray:
+def decode(competition, data_dir: Path, source, side: int) -> np.ndarray:
+    """One item as the cache stores it: an image squared to `side` (uint8), or a float32 array."""
     item = competition.load(source, data_dir, side)
     if competition.kind == "image":
         if item.ndim != 3 or item.shape[2] != 3:

@@ -1,123 +1,118 @@
-"""The Competition interface and the registry (register / get / names).
+"""The Competition interface and the registry (register / get / names). Nothing else.
 
 A competition module declares data, not mechanics: its slugs, task, classes, how to find its
-train and test items, how to load one item, its metric and its submission format. The shared
-layer does everything else, the same way for every registered competition.
+train and test items, how to load one item, its metric and its submission format (both ways:
+written from probabilities, read back for scoring), and a small generated download for tests
+and demos. The shared layer does everything else, the same way for every competition.
+Third-party packages register competitions through the entry-point group
+`kaggletools.competitions` (each entry names a module that uses @register when imported).
 """
 from __future__ import annotations
 
 import abc
-import dataclasses
 import importlib
 import pkgutil
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-import pandas as pd
+from kaggletools import tasks
+from kaggletools.errors import CompetitionError
+from kaggletools.options import Recipe
 
-from kaggletools import images
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import pandas as pd
 
-
-class CompetitionError(ValueError):
-    """Bad data or an unknown competition: the message names the file or value and the fix."""
-
-
-@dataclass
-class Recipe:
-    """A default training recipe; every field can be overridden from Python or the CLI."""
-
-    backbone: str = "resnet34"    # any torchvision classification model name
-    pretrained: bool = True       # ImageNet weights through torchvision's weights API
-    size: int = 224               # side of the square the network sees, pixels
-    presize: int = 0              # side of the decoded cache; 0 means size * 8 // 7
-    freeze_epochs: int = 1        # epochs training the head only (body frozen)
-    epochs: int = 1               # epochs after unfreezing (fastai's fine_tune(epochs))
-    lr: float = 2e-3              # base learning rate, fastai's fine_tune default
-    lr_mult: float = 100.0        # body's first group trains lr_mult times slower than the head
-    weight_decay: float = 0.01    # AdamW
-    batch_size: int = 64
-    valid_frac: float = 0.2       # held-out fraction for the train/valid split
-    min_scale: float = 0.35       # random-resized-crop: smallest fraction of the area kept
-    flip: bool = True             # horizontal flips in training
-    dihedral: bool = False        # 90-degree rotations and vertical flips are valid too
-    max_shift: float = 0.0        # random translation as a fraction of the side (arrays)
-    tta: str = "flip"             # TTA level: none | flip | crops | dihedral
-    extra: bool = True            # feed the competition's extra per-item numbers to the head
-    seed: int = 42
-
-    def replace(self, **overrides) -> "Recipe":
-        """A copy with the given fields changed (None values are ignored)."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise CompetitionError(f"unknown recipe option(s) {sorted(unknown)}; valid: {sorted(known)}")
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-    @property
-    def cache_side(self) -> int:
-        return self.presize or self.size * 8 // 7
+__all__ = ["Competition", "CompetitionError", "Recipe", "register", "get", "names", "aliases", "discover"]
+KINDS = ("image", "array")
+ENTRY_POINTS = "kaggletools.competitions"
 
 
 class Competition(abc.ABC):
-    """Base class: override the class attributes and the abstract methods (marked 'declare').
+    """Override the class attributes and the methods marked 'declare'.
 
-    Targets are a float matrix with one column per output: binary tasks have one column
-    (the probability of the positive class), multi-label tasks one column per tag.
+    Targets are a float matrix with one column per output, encoded by the task: one column for
+    binary (P(positive class)), one per class for multi-class (one-hot) and multi-label (0/1).
     """
 
     slug: str = ""
     title: str = ""
-    task: str = "binary"                  # binary | multilabel
-    classes: tuple[str, ...] = ()         # output names, one per target column
-    kind: str = "image"                   # image: RGB JPEG files | array: float arrays
-    files: tuple[str, ...] = ()           # what the Kaggle API serves (for docs and checks)
-    id_column: str = "id"
+    task: tasks.Task = tasks.Binary()     # a Task (or its name): what differs between task kinds
+    classes: tuple[str, ...] = ()         # output names, one per target column (binary: the positive one)
+    kind: str = "image"                   # image: picture files | array: float arrays (see `load`)
+    files: tuple[str, ...] = ()           # what the Kaggle API serves (for docs and messages)
+    id_column: str = "id"                 # the submission's id column
     metric_name: str = "metric"
     greater_is_better: bool = True
     recipe: Recipe = Recipe()
+    demo: dict = {}                       # recipe overrides for `kaggletools demo` on the fixture
 
-    # -- declare -------------------------------------------------------------------------
+    # -- declare -------------------------------------------------------------------------------
     @abc.abstractmethod
-    def items(self, data_dir: Path, split: str) -> pd.DataFrame:
-        """Items of 'train' or 'test': columns `id`, `source` and, for train, the class columns."""
-
-    @abc.abstractmethod
-    def metric(self, y_true: np.ndarray, probs: np.ndarray, post: dict | None = None) -> float:
-        """The competition's metric on (n, k) targets and probabilities."""
+    def items(self, data_dir: Path, split: str) -> "pd.DataFrame":
+        """Items of 'train' or 'test': columns `id`, `source` (relative to data_dir) and, for
+        train, the targets in the task's form (see kaggletools.tasks)."""
 
     @abc.abstractmethod
-    def submission(self, ids: list, probs: np.ndarray, post: dict) -> pd.DataFrame:
-        """The submission table for test ids and their probabilities."""
+    def metric(self, y_true: "np.ndarray", probs: "np.ndarray", post: dict | None = None) -> float:
+        """The competition's metric on (n, k) targets and probabilities (post: see fit_post)."""
 
-    # -- defaults a competition may override -----------------------------------------------
+    @abc.abstractmethod
+    def submission(self, ids: list, probs: "np.ndarray", post: dict) -> "pd.DataFrame":
+        """The submission table for test ids and their (n, k) probabilities."""
+
+    @abc.abstractmethod
+    def read_submission(self, df: "pd.DataFrame") -> "np.ndarray":
+        """The inverse of `submission`: a submission table (text values) as an (n, k) matrix of
+        probabilities or 0/1 decisions, row for row; used to score a file against answers."""
+
+    @abc.abstractmethod
+    def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -> "pd.DataFrame":
+        """Write a small generated download into `folder`, packed exactly as Kaggle serves it,
+        with learnable labels; return the hidden test answers as a submission-shaped table."""
+
+    # -- defaults a competition may override -----------------------------------------------------
     def prepare(self, data_dir: Path) -> None:
         """Unpack what was downloaded into `data_dir` (safe, atomic, idempotent)."""
         from kaggletools import archives
 
         archives.extract_all(data_dir)
 
-    def load(self, source: str, data_dir: Path, side: int | None = None) -> np.ndarray:
-        """One item as an (H, W, C) array: here an RGB image decoded from a JPEG file."""
+    def load(self, source: str, data_dir: Path, side: int | None = None) -> "np.ndarray":
+        """One item as an (H, W, C) array: here an RGB image decoded from a file."""
+        from kaggletools import images
+
         return images.read_rgb(Path(data_dir) / source, min_side=side)
 
-    def fit_post(self, y_true: np.ndarray, probs: np.ndarray) -> dict:
-        """Post-processing tuned on validation predictions (clipping, thresholds)."""
+    def fit_post(self, y_true: "np.ndarray", probs: "np.ndarray") -> dict:
+        """Post-processing tuned on validation predictions (a log-loss clip, thresholds)."""
         return {}
 
     def check_post(self, post: dict) -> None:
         """Raise when saved post-processing does not fit this competition."""
 
-    def extra_features(self, items: pd.DataFrame) -> np.ndarray | None:
+    def extra_features(self, items: "pd.DataFrame") -> "np.ndarray | None":
         """Per-item numbers fed to the head beside the pooled features (None: none)."""
         return None
 
-    def sample_files(self, data_dir: Path, out_dir: Path, train: pd.DataFrame, test: pd.DataFrame) -> None:
-        """Write the chosen train and test items as a data folder `items` accepts."""
-        from kaggletools import data
+    def sample_files(self, data_dir: Path, out_dir: Path, train: "pd.DataFrame", test: "pd.DataFrame") -> None:
+        """Write the chosen train and test items as a data folder that `items` accepts: their files
+        linked, the label file (when `items` read one, see kaggletools.layouts) and the sample
+        submission cut to the chosen rows."""
+        from kaggletools import files
 
-        data.link_sources(data_dir, out_dir, pd.concat([train, test])["source"])
+        data_dir, out_dir = Path(data_dir), Path(out_dir)
+        files.link_sources(data_dir, out_dir, list(train["source"]) + list(test["source"]))
+        labels = train.attrs.get("labels")
+        if labels:
+            files.write_filtered_csv(data_dir / labels["file"], out_dir / labels["file"], labels["id_column"],
+                                     train["id"])
+        sample = self.sample_submission(data_dir)
+        if sample is not None and len(test):
+            target = out_dir / Path(sample).relative_to(data_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            files.write_filtered_csv(sample, target, self.id_column, test["id"])
 
     def sample_submission(self, data_dir: Path) -> Path | None:
         """The sample submission file, when the data folder has one."""
@@ -126,26 +121,29 @@ class Competition(abc.ABC):
                 return Path(data_dir) / name
         return None
 
-    def validate_rows(self, df: pd.DataFrame) -> None:
-        """Competition-specific checks of a submission's values (ranges, known tags)."""
+    def validate_rows(self, df: "pd.DataFrame") -> None:
+        """Competition-specific checks of a submission's values; raise SubmissionError (or
+        ValueError) naming the row and the value."""
 
-    @abc.abstractmethod
-    def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -> pd.DataFrame:
-        """Write a small generated download into `folder`, packed exactly as Kaggle serves it,
-        with learnable labels; return the hidden test labels as a submission-shaped table."""
+    def submission_columns(self) -> list[str]:
+        """The columns of a submission, as `submission` writes them."""
+        import numpy as np
 
-    # -- derived -------------------------------------------------------------------------
-    def targets(self, items: pd.DataFrame) -> np.ndarray:
-        return items[list(self.classes)].to_numpy(np.float32)
+        k = self.n_outputs
+        return list(self.submission(["x"], np.full((1, k), 1.0 / k if k > 1 else 0.5), {}).columns)
+
+    # -- derived ---------------------------------------------------------------------------------
+    def targets(self, items: "pd.DataFrame", where: str = "") -> "np.ndarray":
+        return self.task.targets(items, self.classes, where or self.slug)
 
     @property
     def n_outputs(self) -> int:
-        return len(self.classes)
+        return self.task.n_outputs(self.classes)
 
     def describe(self) -> dict:
-        return {"slug": self.slug, "title": self.title, "task": self.task, "kind": self.kind,
-                "classes": list(self.classes), "metric": self.metric_name,
-                "greater_is_better": self.greater_is_better, "files": list(self.files)}
+        return {"slug": self.slug, "aliases": sorted(a for a, s in _ALIASES.items() if s == self.slug),
+                "title": self.title, "task": self.task.name, "kind": self.kind, "classes": list(self.classes),
+                "metric": self.metric_name, "greater_is_better": self.greater_is_better, "files": list(self.files)}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.slug}>"
@@ -168,68 +166,69 @@ def register(slug: str, *aliases: str):
     return decorate
 
 
-def _discover() -> None:
-    """Import every module in the `competitions` package once, so each registers itself."""
+def discover(force: bool = False) -> None:
+    """Import the built-in competition modules and the entry points of the group
+    `kaggletools.competitions` once, so each registers itself. A plugin that fails to load is
+    reported as a warning and skipped."""
     global _DISCOVERED
-    if _DISCOVERED:
+    if _DISCOVERED and not force:
         return
+    from importlib.metadata import entry_points
+
     from kaggletools import competitions
 
     for module in pkgutil.iter_modules(competitions.__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"kaggletools.competitions.{module.name}")
+    for entry in entry_points(group=ENTRY_POINTS):
+        try:
+            entry.load()
+        except Exception as e:  # a broken plugin must not break the others
+            warnings.warn(f"competition plugin {entry.name!r} ({entry.value}) failed to load: "
+                          f"{type(e).__name__}: {e}", stacklevel=2)
     _DISCOVERED = True
 
 
 def names() -> list[str]:
     """Registered competition slugs, sorted."""
-    _discover()
+    discover()
     return sorted(_REGISTRY)
 
 
 def aliases() -> dict[str, str]:
-    _discover()
+    discover()
     return dict(_ALIASES)
 
 
-def get(name: str | Competition) -> Competition:
-    """The competition registered as `name` (a slug or alias); unknown names list the valid ones."""
+def get(name: "str | Competition") -> Competition:
+    """The competition registered as `name` (a slug or alias), checked; unknown names get the
+    closest matches and the list of valid ones."""
     if isinstance(name, Competition):
         return name
-    _discover()
+    discover()
     slug = _ALIASES.get(name, name)
     if slug not in _REGISTRY:
-        valid = ", ".join(names() + sorted(_ALIASES))
-        raise CompetitionError(f"unknown competition {name!r}; registered: {valid}")
+        import difflib
+
+        valid = sorted(_REGISTRY) + sorted(_ALIASES)
+        close = difflib.get_close_matches(str(name), valid, 3, 0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise CompetitionError(f"unknown competition {name!r}; {hint}registered: {', '.join(valid)}")
     competition = _REGISTRY[slug]()
     competition.slug = slug
+    _check(competition)
     return competition
 
 
-class BinaryLogLoss(Competition):
-    """A binary competition scored by log loss on P(positive class): the submission holds clipped
-    probabilities in `label_column`, the clip tuned on validation predictions."""
-
-    task = "binary"
-    metric_name = "log_loss"
-    greater_is_better = False
-    label_column: str = "label"
-
-    def metric(self, y_true, probs, post=None) -> float:
-        from kaggletools import metrics
-
-        return metrics.log_loss(y_true, probs, (post or {}).get("clip", 0.0))
-
-    def fit_post(self, y_true, probs) -> dict:
-        from kaggletools import metrics
-
-        return {"clip": metrics.best_clip(y_true, probs)}
-
-    def submission(self, ids, probs, post) -> pd.DataFrame:
-        clip = post.get("clip", 0.005)
-        return pd.DataFrame({self.id_column: list(ids), self.label_column: np.clip(probs[:, 0], clip, 1 - clip)})
-
-    def validate_rows(self, df: pd.DataFrame) -> None:
-        from kaggletools.submission import check_probabilities
-
-        check_probabilities(df[self.label_column], self.label_column)
+def _check(comp: Competition) -> None:
+    """A competition's declarations, checked once when it is made (errors name its class)."""
+    where = f"{type(comp).__module__}.{type(comp).__name__}"
+    try:
+        comp.task = tasks.resolve(comp.task)
+        comp.task.check_classes(tuple(comp.classes))
+    except CompetitionError as e:
+        raise CompetitionError(f"{where}: {e}") from None
+    if comp.kind not in KINDS:
+        raise CompetitionError(f"{where}: kind {comp.kind!r} is not one of {', '.join(KINDS)}")
+    if not isinstance(comp.recipe, Recipe):
+        raise CompetitionError(f"{where}: recipe must be a kaggletools.options.Recipe")

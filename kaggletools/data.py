@@ -1,28 +1,32 @@
-"""Item tables: checks, samples for quick experiments, train/valid splits and k folds."""
+"""Item tables: checks, train/valid splits and k folds, samples for quick experiments. What to
+stratify on, and how, belongs to the competition's task (kaggletools.tasks)."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
-from kaggletools.competition import Competition, CompetitionError
+from kaggletools.competition import Competition
+from kaggletools.errors import CompetitionError
 
 SAMPLE_MARKER = ".kaggletools-sample.json"
 
 
 def train_items(competition: Competition, data_dir: Path) -> pd.DataFrame:
-    """The labelled items, checked: at least two, ids unique, every class column present."""
+    """The labelled items, checked: at least one, ids unique, targets that fit the task."""
     items = competition.items(Path(data_dir), "train")
     if len(items) == 0:
         raise CompetitionError(f"{data_dir}: no training items found; download and `prepare` the data first "
                                f"(expected files: {', '.join(competition.files)})")
     _check_unique(items, data_dir, "train")
-    return items.reset_index(drop=True)
+    items = items.reset_index(drop=True)
+    competition.targets(items, items.attrs.get("source", str(data_dir)))  # raises for targets that do not fit
+    return items
 
 
 def test_items(competition: Competition, data_dir: Path) -> pd.DataFrame:
@@ -39,97 +43,78 @@ def _check_unique(items: pd.DataFrame, data_dir, split: str) -> None:
         raise CompetitionError(f"{data_dir}: duplicate {split} id(s) {list(dup[:5])}; each item must appear once")
 
 
-# -- splits ----------------------------------------------------------------------------------
-def _strata(competition: Competition, items: pd.DataFrame) -> np.ndarray:
-    return competition.targets(items)
+# -- splits ----------------------------------------------------------------------------------------
+@dataclass
+class Split:
+    """Which items are held out (`valid`), the fold of each item under k-fold, and notes on
+    classes that could not be kept in every part."""
+
+    valid: np.ndarray
+    fold: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def table(self, ids) -> pd.DataFrame:
+        return pd.DataFrame({"id": ids, "is_valid": self.valid, **({"fold": self.fold} if self.fold is not None
+                                                                     else {})})
 
 
-def split(competition: Competition, items: pd.DataFrame, valid_frac: float = 0.2, seed: int = 42) -> np.ndarray:
-    """A boolean 'is_valid' mask: stratified on the label (iteratively for multi-label), deterministic."""
-    if not 0 < valid_frac < 1:
-        raise CompetitionError(f"valid fraction must be between 0 and 1, got {valid_frac}")
-    y = _strata(competition, items)
+def split(competition: Competition, items: pd.DataFrame, valid_frac: float = 0.2, seed: int = 42) -> Split:
+    """A deterministic held-out split, stratified as the task says; valid_frac 0 holds out nothing."""
+    if not 0 <= valid_frac < 1:
+        raise CompetitionError(f"valid fraction must be in [0, 1), got {valid_frac}")
+    if valid_frac == 0:
+        return Split(np.zeros(len(items), bool), notes=["no validation split: every labelled item trains"])
+    y = competition.targets(items)
     n_valid = max(1, round(len(items) * valid_frac))
-    if competition.task == "multilabel":
-        from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit as Splitter
-    else:
-        Splitter, y = StratifiedShuffleSplit, y[:, 0]
+    if n_valid >= len(items):
+        raise CompetitionError(f"cannot hold out {n_valid} of {len(items)} items; lower --valid-frac")
     try:
-        _, valid = next(Splitter(n_splits=1, test_size=n_valid, random_state=seed).split(np.zeros(len(y)), y))
+        held, notes = competition.task.split(y, n_valid, seed, competition.classes)
     except ValueError as e:
         raise CompetitionError(f"cannot split {len(items)} items into train and valid: {e}") from None
     mask = np.zeros(len(items), bool)
-    mask[valid] = True
-    return mask
+    mask[held] = True
+    return Split(mask, notes=notes)
 
 
-def folds(competition: Competition, items: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> np.ndarray:
-    """The fold number (0 .. n_folds-1) of each item, stratified like `split`."""
-    y = _strata(competition, items)
-    if competition.task == "multilabel":
-        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold as KFold
-    else:
-        KFold, y = StratifiedKFold, y[:, 0]
-    fold = np.empty(len(items), int)
-    splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for k, (_, valid) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        fold[valid] = k
-    return fold
+def folds(competition: Competition, items: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> Split:
+    """k folds stratified as the task says; `fold` holds each item's fold number."""
+    if n_folds < 2:
+        raise CompetitionError(f"k-fold needs at least 2 folds, got {n_folds}")
+    try:
+        fold, notes = competition.task.folds(competition.targets(items), n_folds, seed, competition.classes)
+    except ValueError as e:
+        raise CompetitionError(f"cannot make {n_folds} folds of {len(items)} items: {e}") from None
+    return Split(fold == 0, fold, notes)
 
 
-def valid_mask(competition: Competition, items: pd.DataFrame, valid_frac: float, seed: int,
-               n_folds: int = 0, fold: int = 0, fold_of: np.ndarray | None = None) -> np.ndarray:
-    """The validation mask for a plain split, or for fold `fold` of `n_folds` (`fold_of`: the
-    folds when the caller already has them)."""
+def make_split(competition: Competition, items: pd.DataFrame, valid_frac: float, seed: int, n_folds: int = 0,
+               fold: int = 0) -> Split:
+    """The split of a run: fold `fold` of `n_folds` held out, or a plain split."""
     if n_folds:
-        if not 0 <= fold < n_folds:
-            raise CompetitionError(f"fold must be in 0..{n_folds - 1}, got {fold}")
-        return (folds(competition, items, n_folds, seed) if fold_of is None else fold_of) == fold
+        made = folds(competition, items, n_folds, seed)
+        made.valid = made.fold == fold
+        return made
     return split(competition, items, valid_frac, seed)
 
 
-# -- samples ---------------------------------------------------------------------------------
+# -- samples -----------------------------------------------------------------------------------------
 def choose(competition: Competition, items: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
-    """`n` items, stratified by class; for multi-label, every tag present in `items` is kept."""
+    """`n` items, stratified as the task says (every class kept when n allows); unlabelled items
+    at random."""
     if n > len(items):
         raise CompetitionError(f"asked for a sample of {n} items but the data has only {len(items)}; "
                                f"ask for at most {len(items)}")
     if n == len(items):
         return items
-    if not set(competition.classes) <= set(items.columns):
-        return items.sample(n=n, random_state=seed).sort_index()  # unlabelled (test) items
-    y = competition.targets(items)
-    if competition.task == "multilabel":
-        return items.iloc[_multilabel_choice(y, n, seed)].sort_index()
-    chosen, _ = next(StratifiedShuffleSplit(1, train_size=n, random_state=seed).split(y, y[:, 0]))
-    return items.iloc[np.sort(chosen)]
-
-
-def _multilabel_choice(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Rows for a multi-label sample: one row per present tag first (rarest first), then the rest
-    by iterative stratification, so rare tags survive in small samples."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-
-    rng = np.random.default_rng(seed)
-    must: list[int] = []
-    for tag in np.argsort(y.sum(0)):
-        if y[:, tag].sum() and not (must and y[must, tag].any()):
-            must.append(int(rng.choice(np.flatnonzero(y[:, tag]))))
-    if len(must) >= n:
-        return np.sort(np.array(must[:n]))
-    rest = np.setdiff1d(np.arange(len(y)), must)
-    k = n - len(must)
-    if k == len(rest):
-        extra = rest
-    else:
-        splitter = MultilabelStratifiedShuffleSplit(1, train_size=k, test_size=len(rest) - k, random_state=seed)
-        extra = rest[next(splitter.split(y[rest], y[rest]))[0]]
-        # iterstrat only approximates train_size: trim or top up at random to exactly k
-        if len(extra) > k:
-            extra = rng.choice(extra, k, replace=False)
-        elif len(extra) < k:
-            extra = np.concatenate([extra, rng.choice(np.setdiff1d(rest, extra), k - len(extra), replace=False)])
-    return np.sort(np.concatenate([must, extra]).astype(int))
+    try:
+        y = competition.targets(items)
+    except CompetitionError:  # test items carry no labels
+        return items.sample(n=n, random_state=seed).sort_index()
+    chosen, notes = competition.task.choose(y, n, seed, competition.classes)
+    table = items.iloc[np.sort(chosen)]
+    table.attrs["notes"] = notes
+    return table
 
 
 def sample(competition: Competition, data_dir: Path, out_dir: Path | None = None, n_train: int = 200,
@@ -143,7 +128,7 @@ def sample(competition: Competition, data_dir: Path, out_dir: Path | None = None
     out_dir = Path(out_dir) if out_dir else data_dir / f"sample-{n_train}"
     spec = {"source": str(data_dir.resolve()), "n_train": n_train, "n_test": n_test, "seed": seed}
     marker = out_dir / SAMPLE_MARKER
-    if marker.exists() and json.loads(marker.read_text()) == spec:
+    if marker.exists() and {k: v for k, v in json.loads(marker.read_text()).items() if k in spec} == spec:
         return out_dir
     if out_dir.exists():
         raise CompetitionError(f"{out_dir} already exists and is not this sample; remove it or choose --out")
@@ -155,27 +140,9 @@ def sample(competition: Competition, data_dir: Path, out_dir: Path | None = None
     try:
         partial.mkdir(parents=True)
         competition.sample_files(data_dir, partial, train, test)
-        (partial / SAMPLE_MARKER).write_text(json.dumps(spec))
+        (partial / SAMPLE_MARKER).write_text(json.dumps({**spec, "notes": train.attrs.get("notes", [])}))
         os.replace(partial, out_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return out_dir
-
-
-def link_sources(data_dir: Path, out_dir: Path, sources) -> None:
-    """Hard-link (or copy, across file systems) each relative `source` from data_dir into out_dir."""
-    for source in sources:
-        src, dst = Path(data_dir) / source, Path(out_dir) / source
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-
-def copy_if_exists(data_dir: Path, out_dir: Path, *names: str) -> None:
-    """Copy small side files (sample submissions, label files) when present."""
-    for name in names:
-        if (Path(data_dir) / name).is_file():
-            shutil.copy2(Path(data_dir) / name, Path(out_dir) / name)

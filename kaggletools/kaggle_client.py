@@ -22,6 +22,8 @@ from kaggletools.credentials import (SETTINGS_URL, Credentials, KaggleCredential
 if TYPE_CHECKING:  # pragma: no cover
     from kaggle.api.kaggle_api_extended import KaggleApi
 
+    from kaggletools.kaggle_api import Submission
+
 __all__ = ["client", "KaggleSubmissionFailed", "KaggleSubmissionPending"]
 
 log = logging.getLogger("kaggletools.kaggle_api")

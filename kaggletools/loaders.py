@@ -16,17 +16,6 @@ import torch
 import torch.nn.functional as F
 
 
-def pick_device(name: str | None = None) -> torch.device:
-    """The requested device, else cuda, then mps, then cpu."""
-    if name and name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 @dataclass
 class Normalize:
     """Scale to [0, 1] (uint8 images) and standardise per channel."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 # Not below 0.005 (the bound common on the redux leaderboard): a small validation set rarely
 # holds the confident mistake that makes a tighter bound expensive on the test set.
@@ -16,12 +15,14 @@ def _column(a: np.ndarray) -> np.ndarray:
 
 def log_loss(y_true: np.ndarray, probs: np.ndarray, clip: float = 0.0) -> float:
     """Binary log loss of P(positive), probabilities clipped to [clip, 1 - clip] first."""
+    from sklearn.metrics import log_loss as sk_log_loss
+
     p = np.clip(_column(probs), max(clip, 1e-15), 1 - max(clip, 1e-15))
-    return float(skm.log_loss(_column(y_true), p, labels=[0, 1]))
+    return float(sk_log_loss(_column(y_true), p, labels=[0, 1]))
 
 
 def accuracy(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
-    return float(skm.accuracy_score(_column(y_true) > 0.5, _column(probs) > threshold))
+    return float(np.mean((_column(y_true) > 0.5) == (_column(probs) > threshold)))
 
 
 def error_rate(y_true: np.ndarray, probs: np.ndarray) -> float:
@@ -31,6 +32,34 @@ def error_rate(y_true: np.ndarray, probs: np.ndarray) -> float:
 def best_clip(y_true: np.ndarray, probs: np.ndarray, grid=CLIP_GRID) -> float:
     """The clipping bound from `grid` with the lowest log loss on validation predictions."""
     return float(min(grid, key=lambda c: log_loss(y_true, probs, c)))
+
+
+# -- multi-class ------------------------------------------------------------------------------
+MULTICLASS_CLIP_GRID = (1e-15, 1e-4, 1e-3, 3e-3, 1e-2)
+
+
+def multiclass_log_loss(y_true: np.ndarray, probs: np.ndarray, floor: float = 0.0) -> float:
+    """Multi-class log loss as Kaggle scores it: each row rescaled to sum to 1, then clipped to
+    [1e-15, 1 - 1e-15]. `floor` first lifts every probability to at least `floor` (the tuned
+    post-processing, like the binary clip); y_true is one-hot (n, k)."""
+    p = np.asarray(probs, np.float64)
+    if floor:
+        p = np.maximum(p, floor)
+    p = p / p.sum(1, keepdims=True)
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return float(-np.mean(np.log(p[np.arange(len(p)), np.asarray(y_true).argmax(1)])))
+
+
+def best_floor(y_true: np.ndarray, probs: np.ndarray, grid=MULTICLASS_CLIP_GRID) -> float:
+    """The probability floor from `grid` with the lowest multi-class log loss."""
+    return float(min(grid, key=lambda f: multiclass_log_loss(y_true, probs, f)))
+
+
+def micro_f1(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Micro-averaged F1 over classes of single-label predictions (argmax): equals accuracy."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(np.asarray(y_true).argmax(1), np.asarray(probs).argmax(1), average="micro"))
 
 
 # -- multi-label: F-beta per sample and threshold search ------------------------------------

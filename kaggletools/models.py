@@ -9,7 +9,7 @@ from torch import nn
 
 from kaggletools.backbones import (  # noqa: F401  (re-exported: callers use models.X)
     IMAGENET_MEAN, IMAGENET_STD, OFFLINE_WEIGHTS, BackboneInfo, BackboneSpec, ModelError, backbones, build,
-    install_offline_weights, pick_weights, resolve)
+    install_offline_weights, offline_weights_cached, pick_weights, resolve)
 
 
 class Net(nn.Module):

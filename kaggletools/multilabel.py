@@ -8,8 +8,6 @@ calls these instead of writing them again.
 """
 from __future__ import annotations
 
-import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from kaggletools import metrics
-from kaggletools.competition import CompetitionError
+from kaggletools.errors import CompetitionError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+from kaggletools.layouts import IMAGE_SUFFIXES, has_images, image_files, match_labels  # noqa: F401 (re-exported)
 
 
 # -- label files -------------------------------------------------------------------------------
@@ -82,65 +80,6 @@ def write_filtered(path: Path, out: Path, id_column: str, ids) -> None:
 
 
 # -- image folders -----------------------------------------------------------------------------
-def _natural(name: str):
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def image_files(data_dir: Path, folder: str) -> dict[str, str]:
-    """{stem: source relative to data_dir} for the images in `data_dir/folder`, naturally sorted.
-
-    One extra level of nesting is accepted (an archive that unpacked `train-jpg/train-jpg/x.jpg`):
-    when the folder holds no images but exactly one sub-folder, that sub-folder is used. Hidden
-    files (e.g. macOS `._x.jpg`) are ignored.
-    """
-    base = Path(data_dir) / folder
-    for rel in (Path(folder), None):
-        if rel is None:
-            subs = [e for e in _entries(base) if e.is_dir() and not e.name.startswith(".")]
-            if len(subs) != 1:
-                return {}
-            rel = Path(folder) / subs[0].name
-        found = [e.name for e in _entries(Path(data_dir) / rel)
-                 if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file()]
-        if found:
-            found.sort(key=_natural)
-            return {Path(n).stem: (rel / n).as_posix() for n in found}
-    return {}
-
-
-def has_images(data_dir: Path, folder: str) -> bool:
-    return bool(image_files(data_dir, folder))
-
-
-def _entries(folder: Path) -> list[os.DirEntry]:
-    try:
-        with os.scandir(folder) as it:
-            return list(it)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def match_labels(labels: pd.DataFrame, files: dict[str, str], label_path: Path, folder: Path) -> pd.DataFrame:
-    """Labels with a `source` column, after checking that label rows and image files correspond
-    one to one. Both directions are errors: a labelled image missing on disk cannot be trained on,
-    and an image without a label row means the label file and the images come from different
-    versions or folders (silently dropping them would hide that)."""
-    ids = labels["id"]
-    missing = ids[~ids.isin(files.keys())]
-    if len(missing):
-        raise CompetitionError(f"{label_path} names {len(missing)} image(s) not found in {folder}, e.g. "
-                               f"{list(missing[:5])}; unpack the complete image archive again (`prepare`), or "
-                               "use the label file that belongs to these images")
-    extra = pd.Index(list(files)).difference(pd.Index(ids))
-    if len(extra):
-        raise CompetitionError(f"{folder} holds {len(extra)} image(s) without a row in {label_path}, e.g. "
-                               f"{list(extra[:5])}; remove them from the folder, or use the label file that "
-                               "belongs to these images")
-    table = labels.copy()
-    table.insert(1, "source", ids.map(files).to_numpy())
-    return table
-
-
 # -- tag rules and thresholds ------------------------------------------------------------------
 @dataclass(frozen=True)
 class TagRules:
@@ -241,20 +180,20 @@ def fit_thresholds(y_true: np.ndarray, probs: np.ndarray, classes, rules: TagRul
             f"{name}_per_class": s_class, f"{name}_per_class_without_rules": plain}
 
 
-def check_tags(tags: pd.Series, classes, rules: TagRules = TagRules()) -> None:
-    """Submission values: known tags only, and exactly one of `rules.one_of` per row.
-    Raises ValueError (the submission layer adds the file name)."""
+def check_tags(tags: pd.Series, classes) -> None:
+    """Submission values as Kaggle scores them: space-separated tags, any number per row (none
+    included). Tags the competition does not know are scored as wrong guesses, not refused, so
+    they only draw a warning naming the first row. (Tag rules such as Planet's one weather tag are
+    how we decide our own predictions, not a condition for a file to be scored.)"""
+    import warnings
+
     known = set(classes)
     rows = tags.fillna("").astype(str).str.split()
-    unknown = Counter(t for row in rows for t in row if t not in known)
-    if unknown:
-        raise ValueError(f"unknown tag(s) {sorted(unknown)[:5]} in column {tags.name!r}; known tags: "
-                         f"{', '.join(classes)}")
-    if rules.one_of:
-        group = set(rules.one_of)
-        counts = rows.map(lambda row: len(group.intersection(row)))
-        bad = counts != 1
-        if bad.any():
-            first = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ValueError(f"{int(bad.sum())} row(s) without exactly one of {sorted(group)}, e.g. row {first} "
-                             f"{rows.iloc[first]}; each item needs exactly one of these tags")
+    unknown = rows.map(lambda row: [t for t in row if t not in known])
+    has = unknown.map(bool).to_numpy()
+    if has.any():
+        first = int(np.flatnonzero(has)[0])
+        names = sorted({t for row in unknown for t in row})
+        warnings.warn(f"{int(has.sum())} row(s) hold tags the competition does not know, e.g. row {first + 1}: "
+                      f"{unknown.iloc[first]}; Kaggle scores them as wrong (known tags: {', '.join(classes)})"
+                      + (f"; all unknown: {names[:10]}" if len(names) > 1 else ""), stacklevel=2)

@@ -1,91 +1,98 @@
-"""fast.ai lesson 1's trick: run the frozen body once over the data, keep the pooled features,
-and train the head alone on them in seconds. With a TTA level, features are computed once per
-view: training draws one view per item per epoch, validation averages over the views.
-Under torchrun every rank computes all features and trains the same head (the head is cheap;
-only rank 0 writes), so precompute does not get faster with more processes."""
+"""fast.ai lesson 1's trick as a phase of the training loop: run the frozen body once over the
+data, keep the pooled features, and train the head alone on them in seconds. With a TTA level,
+features are computed once per view: each epoch draws one view per item, validation averages
+over the views. Under torchrun each rank computes a shard of the features and the shards are
+gathered, then each rank trains on its shard of every epoch."""
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from kaggletools import models
+from kaggletools import progress
 from kaggletools.loaders import batches
-from kaggletools.predict import views as tta_views
+from kaggletools.predict import views
+
+
+@dataclass
+class Features:
+    learner: object
+    train: torch.Tensor        # (views, n_train, features)
+    valid: torch.Tensor        # (views, n_valid, features)
+    seconds: float
+
+    @classmethod
+    @torch.no_grad()
+    def compute(cls, learner, level: str = "none") -> "Features":
+        start = time.perf_counter()
+        d = learner.data
+        train = extract(learner, d.train_idx, level, "features (train)")
+        valid = extract(learner, d.valid_idx, level, "features (valid)")
+        return cls(learner, train, valid, time.perf_counter() - start)
+
+    @property
+    def n_batches(self) -> int:
+        n = math.ceil(self.train.shape[1] / self.learner.dist.world)
+        return max(1, n // self.learner.recipe.batch_size)
+
+    def batches(self, epoch: int):
+        """This rank's shard of a shuffled epoch: (features of one random view, targets, extra)."""
+        lr, r, d = self.learner, self.learner.recipe, self.learner.data
+        rng = torch.Generator().manual_seed(r.seed * 1000 + epoch)
+        order = torch.randperm(self.train.shape[1], generator=rng)
+        view = torch.randint(self.train.shape[0], (self.train.shape[1],), generator=rng)
+        if lr.dist.world > 1:
+            per_rank = math.ceil(len(order) / lr.dist.world)
+            order = order.repeat(2)[: per_rank * lr.dist.world][lr.dist.rank::lr.dist.world]
+        bs, steps = r.batch_size, self.n_batches
+        for s in range(steps):
+            i = order[s * bs:(s + 1) * bs] if s < steps - 1 else order[s * bs:]
+            pos = d.train_idx[i.numpy()]
+            yield self.train[view[i], i].to(lr.device), lr.targets(pos), lr.extra(pos)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        lr, d = self.learner, self.learner.data
+        if len(d.valid_idx) == 0:
+            return {}
+        lr.model.head.eval()
+        extra = lr.extra(d.valid_idx)
+        probs = torch.stack([lr.task.activation(lr.model.classify(f.to(lr.device), extra).float()).cpu()
+                             for f in self.valid]).mean(0).numpy()
+        return {**lr.scores(d.y[d.valid_idx], probs), "feature_seconds": round(self.seconds, 2)}
 
 
 @torch.no_grad()
 def extract(learner, indices: np.ndarray, level: str = "none", desc: str = "features") -> torch.Tensor:
-    """Pooled body features of `indices`, one set per view of `level`: (views, n, features)."""
-    model, r = learner.model, learner.recipe
+    """Pooled body features of `indices`, one set per view of `level`: (views, n, features),
+    computed in shards across ranks and gathered."""
+    model, r, dist = learner.model, learner.recipe, learner.dist
     model.eval()
-    fns = tta_views(level)
-    out = []
-    n_batches = -(-len(indices) // (r.batch_size * 2))
-    for _, x in tqdm(batches(learner.data.array, indices, r.batch_size * 2, learner.device), total=n_batches,
-                     desc=desc, unit="batch", disable=not (learner.progress and learner.dist.main), leave=False):
+    fns = views(level)
+    out, positions = [], []
+    n_batches = -(-len(indices) // (r.batch_size * 2 * dist.world))
+    for pos, x in progress.bar(batches(learner.data.array, indices, r.batch_size * 2, learner.device,
+                                       rank=dist.rank, world=dist.world),
+                               total=n_batches, desc=desc, unit="batch", enabled=learner.show):
         x = learner.data.normalize(x)
         per_view = []
         for fn in fns:
             xv = fn(x, r.size)
             if learner.channels_last:
                 xv = xv.contiguous(memory_format=torch.channels_last)
-            with learner.amp():
+            with learner.precision.autocast():
                 per_view.append(learner.body(xv).flatten(1).float().cpu())
         out.append(torch.stack(per_view))
-    return torch.cat(out, 1)
-
-
-def fit_head(learner, epochs: int, lr: float | None = None, level: str = "flip") -> None:
-    """Train the head for `epochs` on precomputed features (body frozen), one-cycle."""
-    d, r = learner.data, learner.recipe
-    lr = r.lr if lr is None else lr
-    models.freeze(learner.model)
-    start = time.perf_counter()
-    train_feats = extract(learner, d.train_idx, level, "features (train)")
-    valid_feats = extract(learner, d.valid_idx, level, "features (valid)")
-    feature_seconds = time.perf_counter() - start
-
-    head = learner.model.head
-    opt = learner._optimizer([{"params": list(head.parameters()), "lr": lr}])
-    bs = r.batch_size
-    steps = max(1, len(d.train_idx) // bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.25)
-    y = torch.as_tensor(d.y[d.train_idx])
-    extra = None if d.extra is None else torch.as_tensor(d.extra[d.train_idx])
-    rng = torch.Generator().manual_seed(r.seed)
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        head.train()
-        order = torch.randperm(len(y), generator=rng)
-        view = torch.randint(len(train_feats), (len(y),), generator=rng)
-        total = 0.0
-        for s in range(steps):
-            i = order[s * bs:(s + 1) * bs] if s < steps - 1 else order[s * bs:]
-            f = train_feats[view[i], i].to(learner.device)
-            e = None if extra is None else extra[i].to(learner.device)
-            loss = F.binary_cross_entropy_with_logits(learner.model.classify(f, e), y[i].to(learner.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched.last_epoch + 1 < sched.total_steps:
-                sched.step()
-            total += loss.item() * len(i)
-        probs = predict_features(learner, valid_feats, d.valid_idx)
-        row = {"epoch": learner.epoch + 1, "phase": "precomputed", "train_loss": total / len(y),
-               **learner.scores(d.y[d.valid_idx], probs), "seconds": round(time.perf_counter() - t0, 2),
-               "feature_seconds": round(feature_seconds, 2) if epoch == 0 else 0.0}
-        learner.record(row)
-
-
-@torch.no_grad()
-def predict_features(learner, feats: torch.Tensor, indices: np.ndarray) -> np.ndarray:
-    """Head probabilities averaged over the views of precomputed features."""
-    d = learner.data
-    learner.model.head.eval()
-    extra = None if d.extra is None else torch.as_tensor(d.extra[indices], device=learner.device)
-    probs = [torch.sigmoid(learner.model.classify(f.to(learner.device), extra)).cpu() for f in feats]
-    return torch.stack(probs).mean(0).numpy()
+        positions.append(np.asarray(pos))
+    feats = torch.cat(out, 1) if out else torch.zeros(len(fns), 0, 0)
+    if dist.world == 1:
+        return feats
+    shards = dist.gather((np.concatenate(positions) if positions else np.zeros(0, int), feats))
+    where = {}
+    for rank_pos, rank_feats in shards:
+        for j, p in enumerate(rank_pos):
+            where.setdefault(int(p), rank_feats[:, j])
+    return torch.stack([where[int(p)] for p in indices], 1)

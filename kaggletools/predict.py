@@ -8,15 +8,18 @@ Levels, each a superset of the one before where that makes sense:
 """
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from kaggletools.loaders import batches, resize
+from kaggletools import progress
+from kaggletools.dist import Dist
+from kaggletools.loaders import Normalize, batches, resize
+from kaggletools.options import TTA_LEVELS
 
-TTA_LEVELS = ("none", "flip", "crops", "dihedral")
 View = Callable[[torch.Tensor, int], torch.Tensor]
 
 
@@ -52,33 +55,65 @@ def views(level: str) -> list[View]:
     return [_dihedral(k, f) for f in (False, True) for k in range(4)]
 
 
-@torch.no_grad()
-def predict(model, array: np.ndarray, indices: np.ndarray, size: int, normalize, device: torch.device, *,
-            tta: str = "none", extra: np.ndarray | None = None, batch_size: int = 64, amp=None,
-            channels_last: bool = False, progress: bool = True, desc: str = "predict",
-            rank: int = 0, world: int = 1) -> dict[str, np.ndarray]:
-    """Probabilities of the items `indices` of `array`: {"plain": (n, k), "tta": (n, k)}.
+@dataclass
+class Predictions:
+    """Probabilities of the plain view and averaged over the TTA views, row for row."""
 
-    The plain view is the first TTA view, so asking for TTA costs no extra pass for the plain
-    score. With `world` > 1 each rank predicts a shard; positions are returned for gathering.
-    """
-    model.eval()
-    view_fns = views(tta)
-    out_plain, out_tta, positions = [], [], []
-    n_batches = -(-len(indices) // (batch_size * world))
-    for pos, x in tqdm(batches(array, indices, batch_size, device, rank=rank, world=world), total=n_batches,
-                       desc=desc, unit="batch", disable=not progress, leave=False):
-        x = normalize(x)
-        e = None if extra is None else torch.as_tensor(extra[pos], device=device)
-        probs = []
-        for view in view_fns:
-            xv = view(x, size)
-            if channels_last:
-                xv = xv.contiguous(memory_format=torch.channels_last)
-            with amp():
-                probs.append(torch.sigmoid(model(xv, e).float()))
-        out_plain.append(probs[0].cpu())
-        out_tta.append(torch.stack(probs).mean(0).cpu())
-        positions.append(torch.as_tensor(pos))
-    return {"plain": torch.cat(out_plain).numpy(), "tta": torch.cat(out_tta).numpy(),
-            "positions": torch.cat(positions).numpy()}
+    plain: np.ndarray
+    tta: np.ndarray
+
+
+@dataclass
+class Predictor:
+    """A model and everything needed to turn cached items into probabilities."""
+
+    model: torch.nn.Module
+    activation: Callable            # the task's: sigmoid or softmax
+    size: int
+    normalize: Normalize
+    device: torch.device
+    autocast: Callable = contextlib.nullcontext
+    channels_last: bool = False
+    batch_size: int = 128
+
+    @torch.no_grad()
+    def __call__(self, array: np.ndarray, indices: np.ndarray, *, tta: str = "none", extra: np.ndarray | None = None,
+                 show: bool = True, desc: str = "predict", dist: Dist = Dist()) -> Predictions:
+        """Probabilities of the items `indices` of `array`. The plain view is the first TTA view,
+        so asking for TTA costs no extra pass for the plain score. Under torchrun each rank
+        predicts a shard and the shards are gathered back in the order of `indices`."""
+        self.model.eval()
+        view_fns = views(tta)
+        plain, mean, positions = [], [], []
+        n_batches = -(-len(indices) // (self.batch_size * dist.world))
+        for pos, x in progress.bar(batches(array, indices, self.batch_size, self.device, rank=dist.rank,
+                                           world=dist.world), total=n_batches, desc=desc, unit="batch", enabled=show):
+            x = self.normalize(x)
+            e = None if extra is None else torch.as_tensor(extra[pos], device=self.device)
+            probs = []
+            for view in view_fns:
+                xv = view(x, self.size)
+                if self.channels_last:
+                    xv = xv.contiguous(memory_format=torch.channels_last)
+                with self.autocast():
+                    probs.append(self.activation(self.model(xv, e).float()))
+            plain.append(probs[0].cpu())
+            mean.append(torch.stack(probs).mean(0).cpu())
+            positions.append(torch.as_tensor(pos))
+        out = {"plain": _cat(plain), "tta": _cat(mean), "positions": _cat(positions, torch.long)}
+        if dist.world > 1:
+            out = _gather(out, indices, dist)
+        return Predictions(out["plain"], out["tta"])
+
+
+def _cat(parts: list, dtype=torch.float32) -> np.ndarray:
+    return torch.cat(parts).numpy() if parts else torch.zeros(0, dtype=dtype).numpy()
+
+
+def _gather(out: dict, indices: np.ndarray, dist: Dist) -> dict:
+    """All ranks' shards, deduplicated and put back in the order of `indices`."""
+    shards = dist.gather(out)
+    positions = np.concatenate([s["positions"] for s in shards])
+    where = {p: i for i, p in enumerate(positions)}  # padding repeats items: keep any one copy
+    order = np.array([where[p] for p in indices], dtype=int)
+    return {k: np.concatenate([s[k] for s in shards])[order] for k in ("plain", "tta")}

@@ -1,5 +1,12 @@
-"""Run folders: the resolved configuration, versions, split, per-epoch metrics, weights,
-predictions and plots of one training run, enough for `predict` to work from the folder alone."""
+"""Run folders: the resolved recipe and options, versions, split, per-epoch metrics, checkpoints,
+weights, predictions, report and plots of one training run; enough for `predict`, `interpret`,
+`blend` and `train --resume` to work from the folder alone.
+
+Every file is written under a temporary name and renamed into place. The weights (`model.pt`)
+are written last: a run is finished exactly when it holds `model.pt` and no `failed.json`.
+A run that failed or was interrupted holds `failed.json` (`status`: failed or interrupted); a
+run whose process was killed outright holds neither, only its last `checkpoint.pt`.
+"""
 from __future__ import annotations
 
 import json
@@ -9,71 +16,123 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
+
+from kaggletools.errors import RunError
 
 WEIGHTS = "model.pt"
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+FAILED = "failed.json"
+STATUSES = ("finished", "failed", "interrupted", "killed", "empty")
 
 
 def versions() -> dict:
     """Library and hardware versions, recorded with every run and benchmark."""
-    import numpy
-    import sklearn
-    import torchvision
+    from importlib import metadata
 
-    import kaggletools
+    import torch
 
-    return {"kaggletools": kaggletools.__version__, "python": platform.python_version(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
-            "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    cuda = None
+    if torch.cuda.is_available():
+        cuda = {"device": torch.cuda.get_device_name(0), "capability": list(torch.cuda.get_device_capability(0)),
+                "cuda": torch.version.cuda, "count": torch.cuda.device_count()}
+    return {**{name: version(name) for name in ("kaggletools", "torch", "torchvision", "timm", "numpy", "pandas",
+                                                "scikit-learn", "pillow")},
+            "python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "cuda": cuda}
 
 
 def _builtin(value):
     """numpy scalars and arrays as Python numbers and lists."""
     if hasattr(value, "tolist"):
         return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
     raise TypeError(f"cannot store {type(value).__name__} in run metadata")
 
 
+def plain(obj):
+    """`obj` as plain JSON types (what `torch.load(weights_only=True)` reads back)."""
+    return json.loads(json.dumps(obj, default=_builtin))
+
+
 class Run:
-    """One run's folder. Every file is written atomically (temporary name, then rename)."""
+    """One run's folder."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
     @classmethod
-    def create(cls, root: Path, name: str) -> "Run":
+    def create(cls, root: Path, name: str, exact: bool = False) -> "Run":
+        """A new folder `<root>/<time>-<name>` (or `<root>/<name>` when `exact`)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for n in range(1000):
-            path = Path(root) / (f"{stamp}-{name}" + (f"-{n}" if n else ""))
+            base = name if exact else f"{stamp}-{name}"
+            path = Path(root) / (base + (f"-{n}" if n else ""))
             try:
                 path.mkdir(parents=True)
                 return cls(path)
             except FileExistsError:
                 continue
-        raise RuntimeError(f"cannot create a run folder under {root}")
+        raise RunError(f"cannot create a run folder under {root}")
 
     @classmethod
-    def open(cls, path: Path) -> "Run":
-        path = Path(path)
-        if not (path / "config.json").is_file() or not (path / WEIGHTS).is_file():
-            raise FileNotFoundError(f"{path} is not a finished run folder (no config.json or {WEIGHTS}); "
-                                    "give the folder that `train` printed")
-        return cls(path)
+    def open(cls, path: Path, finished: bool = True) -> "Run":
+        """An existing run folder; with `finished`, one whose training completed."""
+        run = cls(path)
+        if not (run.path / "config.json").is_file():
+            raise RunError(f"{run.path} is not a run folder (no config.json); give the folder that `train` printed")
+        if finished:
+            status = run.status()
+            if status != "finished":
+                raise RunError(f"{run.path} is not a finished run ({run.explain(status)}); "
+                               f"continue it with `kaggletools train --resume {run.path}` or train again")
+        return run
+
+    def status(self) -> str:
+        if (self.path / FAILED).is_file():
+            return self.load_json(FAILED).get("status", "failed") if self._readable(FAILED) else "failed"
+        if (self.path / WEIGHTS).is_file():
+            return "finished"
+        return "killed" if (self.path / CHECKPOINT).is_file() or (self.path / "metrics.csv").is_file() else "empty"
+
+    def explain(self, status: str) -> str:
+        if status in ("failed", "interrupted"):
+            error = self.load_json(FAILED).get("error", "") if self._readable(FAILED) else ""
+            return f"it {status}: {error}" if error else f"it {status}"
+        if status == "killed":
+            return "its process stopped before the end"
+        return "it holds no weights"
+
+    def _readable(self, name: str) -> bool:
+        try:
+            self.load_json(name)
+            return True
+        except (OSError, ValueError):
+            return False
 
     def file(self, name: str) -> Path:
         return self.path / name
 
+    # -- writing ---------------------------------------------------------------------------------
     def _atomic(self, name: str, write) -> Path:
         target = self.path / name
-        partial = target.with_name(f".{target.name}.partial")
-        write(partial)
-        os.replace(partial, target)
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        try:
+            write(partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
         return target
 
     def save_json(self, name: str, obj) -> Path:
-        return self._atomic(name, lambda p: p.write_text(json.dumps(obj, indent=2, default=str)))
+        return self._atomic(name, lambda p: p.write_text(json.dumps(obj, indent=2, default=_builtin)))
 
     def load_json(self, name: str):
         return json.loads((self.path / name).read_text())
@@ -81,19 +140,94 @@ class Run:
     def save_table(self, name: str, df: pd.DataFrame) -> Path:
         return self._atomic(name, lambda p: df.to_csv(p, index=False))
 
-    def log_epoch(self, row: dict) -> None:
-        """Append one epoch's metrics to metrics.csv."""
-        path = self.path / "metrics.csv"
-        table = pd.concat([pd.read_csv(path), pd.DataFrame([row])]) if path.exists() else pd.DataFrame([row])
-        self.save_table("metrics.csv", table)
+    def mark_failed(self, error: BaseException) -> None:
+        from kaggletools.errors import Interrupted
 
-    def save_weights(self, model: torch.nn.Module, meta: dict) -> Path:
-        """The state dict and plain-JSON metadata (numpy numbers become Python numbers, so the
-        file loads with weights_only=True)."""
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        meta = json.loads(json.dumps(meta, default=_builtin))
-        return self._atomic(WEIGHTS, lambda p: torch.save({"state_dict": state, "meta": meta}, p))
+        interrupted = isinstance(error, (KeyboardInterrupt, Interrupted))
+        self.save_json(FAILED, {"status": "interrupted" if interrupted else "failed",
+                                "error": f"{type(error).__name__}: {error}".rstrip(": "),
+                                "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+    def clear_failed(self) -> None:
+        (self.path / FAILED).unlink(missing_ok=True)
+
+    # -- tensors (torch imported here only) ------------------------------------------------------------
+    def save_tensors(self, name: str, obj: dict) -> Path:
+        import torch
+
+        return self._atomic(name, lambda p: torch.save(obj, p))
+
+    def load_tensors(self, name: str) -> dict:
+        """A checkpoint or weights file, loaded with weights_only=True (no code in it is run)."""
+        import pickle
+
+        import torch
+
+        path = self.path / name
+        if not path.is_file():
+            raise RunError(f"{path}: no such file; the run did not get that far")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError, AttributeError) as e:
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise RunError(f"{path} cannot be read ({first}); the file is damaged or not ours: train again") from None
+        if not isinstance(state, dict):
+            raise RunError(f"{path} does not hold a kaggletools state (a dict); train again")
+        return state
+
+    def save_weights(self, state_dict: dict, meta: dict, name: str = WEIGHTS) -> Path:
+        """The model's state dict and plain-JSON metadata (loads with weights_only=True)."""
+        return self.save_tensors(name, {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+                                        "meta": plain(meta)})
 
     def load_weights(self) -> dict:
-        """The saved state, loaded with weights_only=True (no code from the file is run)."""
-        return torch.load(self.path / WEIGHTS, map_location="cpu", weights_only=True)
+        state = self.load_tensors(WEIGHTS)
+        if not isinstance(state.get("state_dict"), dict) or not isinstance(state.get("meta"), dict):
+            raise RunError(f"{self.path / WEIGHTS} lacks its state_dict or meta; train again")
+        return state
+
+
+def runs_under(root: Path) -> list[Run]:
+    """Every run folder below `root` (fold runs of a cross-validation included)."""
+    return sorted((Run(p.parent) for p in Path(root).rglob("config.json")), key=lambda r: str(r.path))
+
+
+def table(root: Path, competition: str | None = None) -> pd.DataFrame:
+    """Past runs below `root` (one competition's, or all): backbone, size, epochs, scores plain and
+    with TTA, seconds, status; finished runs best first within each competition."""
+    from kaggletools import competition as registry
+
+    rows = []
+    for run in runs_under(root):
+        try:
+            config = run.load_json("config.json")
+        except (OSError, ValueError):
+            continue
+        slug = config.get("competition")
+        if competition and slug != registry.get(competition).slug:
+            continue
+        recipe, status = config.get("recipe", {}), run.status()
+        report = run.load_json("report.json") if run.file("report.json").is_file() else {}
+        metric = registry.get(slug).metric_name if slug else None
+        plain, tta = report.get("plain") or report.get("scores") or {}, report.get("with_tta") or {}
+        rows.append({"competition": slug, "run": str(run.path), "status": status,
+                     "backbone": recipe.get("backbone", "blend" if "blend" in config else ""),
+                     "size": recipe.get("size"), "epochs": _epochs(recipe, config.get("options", {})),
+                     "metric": metric, "plain": plain.get(metric), "tta": tta.get(metric),
+                     "seconds": report.get("seconds")})
+    df = pd.DataFrame(rows, columns=["competition", "run", "status", "backbone", "size", "epochs", "metric",
+                                     "plain", "tta", "seconds"])
+    if df.empty:
+        return df
+    order = []
+    for slug, group in df.groupby("competition", sort=True):
+        higher = registry.get(slug).greater_is_better
+        score = group["tta"].fillna(group["plain"])
+        order += list(group.assign(_done=group["status"] != "finished", _score=-score if higher else score)
+                      .sort_values(["_done", "_score"], na_position="last").index)
+    return df.loc[order].reset_index(drop=True)
+
+
+def _epochs(recipe: dict, options: dict) -> str:
+    first = options.get("precompute") or recipe.get("freeze_epochs", 0)
+    return f"{first}+{recipe.get('epochs', 0)}"

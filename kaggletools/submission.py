@@ -1,65 +1,120 @@
-"""Build, validate and write submission files."""
+"""Submission files: validate (as Kaggle would: accept what it scores, refuse what it refuses),
+read, and write atomically. Competition-specific value checks live in each competition's
+`validate_rows`; this module knows no competition."""
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from kaggletools.competition import Competition
+from kaggletools.errors import SubmissionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaggletools.competition import Competition
+
+__all__ = ["SubmissionError", "validate", "read", "write", "check_probabilities", "numbers"]
 
 
-class SubmissionError(ValueError):
-    """A submission that Kaggle would reject or misread; the message names the file and the fix."""
-
-
-def validate(competition: Competition, df: pd.DataFrame, test_ids, sample_path: Path | None = None,
+def validate(competition: "Competition", df: pd.DataFrame, test_ids=None, sample_path: Path | None = None,
              name: str = "submission") -> None:
-    """Check the columns (as the sample submission's when given), every test id exactly once,
-    no empty values, and the competition's own value checks. Raise SubmissionError otherwise."""
-    if sample_path is not None and Path(sample_path).is_file():
-        sample = pd.read_csv(sample_path, nrows=5)
-        if list(df.columns) != list(sample.columns):
-            raise SubmissionError(f"{name}: columns {list(df.columns)} differ from {sample_path}'s "
-                                  f"{list(sample.columns)}")
+    """Raise SubmissionError (naming `name`, the row and the value) unless Kaggle would score `df`:
+    the columns of the sample submission (or, without one, of the competition's format), in any
+    order; every expected id exactly once (the test ids when given, else the sample's ids, else
+    not checked); values the competition accepts."""
+    sample = _read_sample(sample_path)
+    expected_columns = list(sample.columns) if sample is not None else competition.submission_columns()
+    columns = [str(c) for c in df.columns]
+    missing, extra = [c for c in expected_columns if c not in columns], [c for c in columns if c not in
+                                                                         expected_columns]
+    if missing or extra or len(set(columns)) != len(columns):
+        where = f"{sample_path}" if sample is not None else f"{competition.slug}'s format"
+        raise SubmissionError(f"{name}: columns {columns} differ from {where}: {expected_columns}"
+                              + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else "")
+                              + "; write exactly these columns")
     id_col = competition.id_column
-    if id_col not in df.columns:
-        raise SubmissionError(f"{name}: no {id_col!r} column; columns are {list(df.columns)}")
-    ids = df[id_col].astype(str)
-    expected = pd.Index([str(i) for i in test_ids])
-    dup = ids[ids.duplicated()].unique()
-    missing = expected.difference(ids)
-    extra = pd.Index(ids.unique()).difference(expected)
-    problems = []
-    if len(dup):
-        problems.append(f"{len(dup)} duplicate id(s) e.g. {list(dup[:5])}")
-    if len(missing):
-        problems.append(f"{len(missing)} missing id(s) e.g. {list(missing[:5])}")
-    if len(extra):
-        problems.append(f"{len(extra)} unknown id(s) e.g. {list(extra[:5])}")
-    if problems:
-        raise SubmissionError(f"{name}: every test id must appear exactly once: {'; '.join(problems)} "
-                              f"(expected {len(expected)} rows, got {len(df)}); predict on the full test set")
-    empty = df.isna().any(axis=1)
+    ids = df[id_col].astype(str).str.strip()
+    empty = df[id_col].isna() | (ids == "")
     if empty.any():
-        raise SubmissionError(f"{name}: {int(empty.sum())} row(s) with empty values, e.g. id "
-                              f"{df.loc[empty, id_col].iloc[0]}; check the predictions for NaN")
+        raise SubmissionError(f"{name}: row {_row(empty)} has an empty {id_col!r}; every row needs a test id")
+    if test_ids is None and sample is not None:
+        test_ids = sample[competition.id_column]
+    if test_ids is not None:
+        _check_ids(name, ids, pd.Index([str(i).strip() for i in test_ids]))
     try:
         competition.validate_rows(df)
-    except SubmissionError:
-        raise
-    except ValueError as e:
-        raise SubmissionError(f"{name}: {e}") from None
+    except (SubmissionError, ValueError, KeyError) as e:
+        text = str(e).strip("'\"")
+        raise SubmissionError(text if text.startswith(name) else f"{name}: {text}") from None
+
+
+def _read_sample(path: Path | None) -> pd.DataFrame | None:
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise SubmissionError(f"{path}: cannot read the sample submission ({e}); download it again") from None
+
+
+def _row(mask) -> int:
+    """The 1-based data row of the first True (the CSV line is that plus one for the header)."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+
+
+def _check_ids(name: str, ids: pd.Series, expected: pd.Index) -> None:
+    dup = ids.duplicated()
+    missing = expected.difference(pd.Index(ids))
+    unknown = ~ids.isin(expected)
+    problems = []
+    if dup.any():
+        problems.append(f"{int(dup.sum())} duplicate id(s), first {ids[dup].iloc[0]!r} at row {_row(dup)}")
+    if unknown.any():
+        problems.append(f"{int(unknown.sum())} unknown id(s), first {ids[unknown].iloc[0]!r} at row {_row(unknown)}")
+    if len(missing):
+        problems.append(f"{len(missing)} missing id(s) e.g. {list(missing[:5])}")
+    if problems:
+        raise SubmissionError(f"{name}: every test id must appear exactly once: {'; '.join(problems)} (expected "
+                              f"{len(expected)} rows, got {len(ids)}); predict on the full test set")
+
+
+def numbers(values: pd.Series, column: str) -> pd.Series:
+    """A column as floats; a value that is not a finite number raises naming its row."""
+    parsed = pd.to_numeric(values, errors="coerce").astype(np.float64)
+    bad = ~np.isfinite(parsed.to_numpy())
+    if bad.any():
+        row = _row(bad)
+        raise SubmissionError(f"column {column!r} row {row}: {str(values.iloc[row - 1])!r} is not a number")
+    return parsed
 
 
 def check_probabilities(values: pd.Series, column: str) -> None:
-    """Probabilities must be numbers in [0, 1]."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.isna().any() or not np.all((numbers >= 0) & (numbers <= 1)):
-        bad = values[numbers.isna() | (numbers < 0) | (numbers > 1)].iloc[0]
-        raise SubmissionError(f"column {column!r} must hold probabilities in [0, 1]; found {bad!r}")
+    """Probabilities must be finite numbers in [0, 1]."""
+    p = numbers(values, column)
+    bad = (p < 0) | (p > 1)
+    if bad.any():
+        row = _row(bad)
+        raise SubmissionError(f"column {column!r} row {row}: {str(values.iloc[row - 1])!r} is not a probability in "
+                              "[0, 1]")
+
+
+def read(path: Path) -> pd.DataFrame:
+    """Read a submission keeping every value as text (so '007' stays '007')."""
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"{path}: no such file")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise SubmissionError(f"{path}: the file is empty; write a header and one row per test id") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise SubmissionError(f"{path}: cannot read as CSV ({str(e).strip()}); write a plain comma-separated "
+                              "UTF-8 file") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
 
 
 def write(df: pd.DataFrame, path: Path, overwrite: bool = False) -> Path:
@@ -81,11 +136,3 @@ def write(df: pd.DataFrame, path: Path, overwrite: bool = False) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def read(path: Path) -> pd.DataFrame:
-    """Read a submission keeping ids as text (so '007' stays '007')."""
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise SubmissionError(f"{path}: cannot read as CSV ({e})") from None

@@ -1,48 +1,40 @@
-"""The training loop: fine-tuning with one-cycle schedules, precomputed features, the LR finder,
-mixed precision and DDP. Logging and checkpointing live in `runs`; the model in `models`.
+"""The training loop: one loop (`Learner._epoch`) that every phase runs through, with one set of
+schedules (kaggletools.schedules), mixed precision with a gradient scaler where fp16 needs one,
+checkpoints at the end of every epoch and exact resumption, DDP under torchrun.
 
-fastai's `fine_tune(epochs, base_lr)` semantics: one-cycle over the head with the body frozen
-(pct_start 0.99), then the learning rate halves and the whole network trains one-cycle with
-discriminative rates slice(lr / lr_mult, lr) (pct_start 0.3, div 5). The one-cycle schedule is
-fastai's, step by step (`OneCycle`), so short epochs on small samples train as fastai's do.
+Phases (fastai's `fine_tune(epochs, base_lr)` by default):
+- frozen: the head trains, one-cycle (pct_start 0.99, div 25); the body runs forward only, under
+  no_grad, in eval mode, so its batch-norm statistics stay the pretrained ones (`train_bn` lets
+  them follow the new data, still without a backward pass);
+- precomputed (`--precompute N`, fast.ai lesson 1): the body runs once over the data (one pass per
+  TTA view), and the head trains on those features, one-cycle (pct_start 0.25);
+- unfrozen: everything trains at half the rate, discriminative rates slice(lr / lr_mult, lr)
+  (pct_start 0.3, div 5);
+- lr_find: the frozen phase with an exponential sweep of the rate, stopped when the loss explodes;
+  the weights are restored afterwards.
+`--schedule sgdr` replaces one-cycle by cosine annealing with warm restarts in every phase.
 
-While the body is frozen it runs forward only, under no_grad: no backward pass through it. By
-default it runs in eval mode, so its batch-norm statistics stay the pretrained ones. With
-`train_bn=True` its batch-norm layers run in train mode instead: they normalise with the batch's
-statistics and update their running statistics on the new data (under no_grad that still
-happens), still without a backward pass. fastai's `train_bn` goes further and also trains the
-batch-norm weights, which costs a backward pass through the whole body.
-(benchmarks/README.md has the measured accuracy difference.)
-
-Speed defaults (measured with benchmarks/cpu_precision.py): channels_last on CUDA and on the CPU;
-bf16 autocast on CUDA and on CPUs with native bf16 instructions (avx512_bf16, amx_bf16): on a
-2-core AVX-512-BF16 EPYC, mobilenet_v2 at 224 ran the frozen forward pass 3.2-3.8x and a training
-step 1.9-4.3x faster with both than in fp32 contiguous (channels_last alone 1.6x / 1.6-2.5x);
-autocast stays off on other CPUs, where bf16 is emulated. `torch.compile` (compile=True)
-compiles the body; the frozen and unfrozen phases each get their own graph (eval/no_grad vs
-train/grad), and under DDP the wrapped model is compiled. On CUDA, batches arrive through pinned
-memory with non_blocking copies, and the training loss is summed on the device (no sync per step).
-
-DDP (WORLD_SIZE > 1): each rank trains on its shard of every epoch; gradients are averaged by
-DistributedDataParallel, batch-norm running statistics are averaged across ranks at the end of
-each epoch (so every rank evaluates, and rank 0 saves, the same model), and the training loss and
-validation predictions are gathered from all ranks.
+Resumption: each epoch ends with a checkpoint (weights, optimizer, schedule position, gradient
+scaler, RNG states, history); a resumed run rebuilds the phase it stopped in and continues with
+the same random numbers, so on the CPU it ends with the weights an uninterrupted run ends with.
 """
 from __future__ import annotations
 
-import contextlib
+import copy
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from kaggletools import models
+from kaggletools import models, progress, schedules
+from kaggletools.device import Precision, default_channels_last
+from kaggletools.dist import Dist
 from kaggletools.loaders import Normalize, augment, batches
-from kaggletools.predict import predict
+from kaggletools.options import Recipe, RunOptions
+from kaggletools.predict import Predictor
 
 
 @dataclass
@@ -50,7 +42,7 @@ class Data:
     """Decoded training items and what the loop needs to know about them."""
 
     array: np.ndarray                 # (N, S, S, C) cache of the training items
-    y: np.ndarray                     # (N, k) float targets
+    y: np.ndarray                     # (N, k) float targets, encoded by the task
     train_idx: np.ndarray
     valid_idx: np.ndarray
     normalize: Normalize
@@ -58,76 +50,317 @@ class Data:
 
 
 @dataclass
-class Dist:
-    """This process's place in a torch.distributed job (rank 0 of 1 when not distributed)."""
+class Phase:
+    """One stretch of training: what trains, on which batches, under which schedule."""
 
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16 in /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    name: str
+    epochs: int
+    groups: list[dict]                            # optimizer parameter groups with their peak rates
+    batches: Callable[[int], Iterator]            # epoch number -> (inputs, targets, extra)
+    n_batches: int
+    forward: Callable                             # (inputs, extra) -> logits
+    modes: Callable[[], None]                     # train/eval modes at the start of an epoch
+    evaluate: Callable[[], dict]                  # validation scores at the end of an epoch
+    schedule: Callable = None                     # (optimizer, steps per epoch) -> Schedule
 
 
-def amp_context(device: torch.device, mode: str = "auto"):
-    """A factory for the autocast context. 'auto': bf16 on CUDA, and on CPUs with native bf16
-    (1.5-3.2x faster there for mobilenet_v2, forward and training); off on other CPUs and on MPS.
-    'bf16' / 'fp16' force a dtype, 'off' disables autocast."""
-    auto_on = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
-    if mode == "off" or (mode == "auto" and not auto_on):
-        return contextlib.nullcontext
-    dtype = torch.float16 if mode == "fp16" else torch.bfloat16
-    return lambda: torch.autocast(device.type, dtype=dtype)
+@dataclass
+class Position:
+    """Where a run is: the phase (index in the plan) and the epochs done in it."""
+
+    phase: int = 0
+    done: int = 0
 
 
-def default_channels_last(device: torch.device) -> bool:
-    """channels_last by default on CUDA and the CPU (oneDNN's preferred layout: 1.6-2.5x faster
-    for mobilenet_v2 on an AVX-512 CPU); not on MPS."""
-    return device.type in ("cuda", "cpu")
+class Learner:
+    """Fits a models.Net on Data for a competition. `on_epoch(learner, position)` runs after
+    every epoch (rank 0 saves the checkpoint there)."""
 
+    def __init__(self, competition, model: models.Net, data: Data, recipe: Recipe, options: RunOptions,
+                 device: torch.device, *, dist: Dist = Dist(), on_epoch: Callable | None = None):
+        self.competition, self.task, self.model, self.data = competition, competition.task, model, data
+        self.recipe, self.options, self.device, self.dist = recipe, options, device, dist
+        self.on_epoch = on_epoch or (lambda learner, position: None)
+        self.precision = Precision.for_device(device, options.amp)
+        self.channels_last = default_channels_last(device) if options.channels_last is None else options.channels_last
+        self.model.to(device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.body = torch.compile(self.model.body) if options.compile else self.model.body
+        self.generator = torch.Generator().manual_seed(recipe.seed + dist.rank)
+        self.history: list[dict] = []
+        self.batch_losses: list[dict] = []
+        self.epoch = 0
+        self.show = options.progress and dist.main
 
-def _cos(start: float, end: float, pct: float) -> float:
-    return start + (1 + math.cos(math.pi * (1 - pct))) * (end - start) / 2
+    # -- the plan --------------------------------------------------------------------------------
+    def plan(self) -> list[tuple[str, int, float]]:
+        """(phase, epochs, peak rate) in order: fine_tune, or the precomputed head then unfrozen."""
+        r, o = self.recipe, self.options
+        first = ("precomputed", o.precompute, r.lr) if o.precompute else ("frozen", r.freeze_epochs, r.lr)
+        return [first, ("unfrozen", r.epochs, r.lr / 2)]
 
+    def fit(self, resume: dict | None = None) -> None:
+        """Run the plan, from the start or from a checkpoint's position."""
+        start = Position()
+        if resume is not None:
+            start = self.load_state(resume)
+        for index, (name, epochs, lr) in enumerate(self.plan()):
+            if index < start.phase or epochs <= 0:
+                continue
+            done = start.done if index == start.phase else 0
+            if done >= epochs:
+                continue
+            phase = self.phase(name, epochs, lr)
+            opt = self._optimizer(phase.groups)
+            sched = phase.schedule(opt, phase.n_batches)
+            if index == start.phase and resume is not None and resume.get("optimizer") and done:
+                opt.load_state_dict(resume["optimizer"])
+                sched.load_state_dict(resume["schedule"])
+            for done in range(done, epochs):
+                phase.modes()
+                self.record(self._epoch(phase, opt, sched))
+                self._last = (opt, sched)
+                self.on_epoch(self, Position(index, done + 1))
 
-class OneCycle:
-    """fastai's one-cycle schedule, step by step: at step i of n the cycle is at i / n; the rate
-    rises (cosine) from max / div to max over `pct_start` of the cycle, then falls to max / 1e5,
-    and Adam's beta1 moves 0.95 -> 0.85 -> 0.95 against it. Unlike torch's OneCycleLR, whose peak
-    is at step pct_start * n - 1 and whose last step runs at the minimum rate, a cycle of a few
-    steps (a small data set: 2 batches an epoch) still trains at high rates, as fastai's does."""
+    def phase(self, name: str, epochs: int, lr: float) -> Phase:
+        return {"frozen": self._frozen, "unfrozen": self._unfrozen, "precomputed": self._precomputed}[name](epochs, lr)
 
-    def __init__(self, opt, total_steps: int, pct_start: float, div: float, div_final: float = 1e5,
-                 moms: tuple[float, float, float] = (0.95, 0.85, 0.95)):
-        self.opt, self.total_steps, self.pct_start = opt, max(1, total_steps), pct_start
-        self.div, self.div_final, self.moms = div, div_final, moms
-        self.max_lrs = [g["lr"] for g in opt.param_groups]
-        self.last_epoch = 0
-        self._apply()
+    def _schedule(self, pct_start: float, div: float) -> Callable:
+        r = self.recipe
 
-    def _apply(self) -> None:
-        pct = self.last_epoch / self.total_steps
-        up = pct < self.pct_start
-        p = pct / self.pct_start if up else (pct - self.pct_start) / (1 - self.pct_start)
-        m0, m1, m2 = self.moms
-        for group, hi in zip(self.opt.param_groups, self.max_lrs):
-            group["lr"] = _cos(hi / self.div, hi, p) if up else _cos(hi, hi / self.div_final, p)
-            if "betas" in group:
-                group["betas"] = (_cos(m0, m1, p) if up else _cos(m1, m2, p), group["betas"][1])
+        def make(opt, n_batches: int, epochs: int):
+            if r.schedule == "sgdr":
+                return schedules.SGDR(opt, n_batches, epochs, r.cycle_len, r.cycle_mult)
+            return schedules.OneCycle(opt, epochs * n_batches, pct_start, div)
+        return make
 
-    def step(self) -> None:
-        self.last_epoch += 1
-        self._apply()
+    def _frozen(self, epochs: int, lr: float) -> Phase:
+        models.freeze(self.model)
+        head = self._wrap(HeadOnly(self.model))
+
+        def forward(x, e):
+            with torch.no_grad(), self.precision.autocast():
+                feats = self.body(x)
+            with self.precision.autocast():
+                return head(feats.flatten(1).float(), e)
+
+        def modes():
+            self.model.body.eval()
+            if self.options.train_bn:
+                for m in self.model.body.modules():
+                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                        m.train()
+            self.model.head.train()
+
+        make = self._schedule(0.99, 25.0)
+        return Phase("frozen", epochs, [{"params": list(self.model.head.parameters()), "lr": lr}],
+                     self._image_batches, self._n_batches(), forward, modes, self.evaluate,
+                     lambda opt, n: make(opt, n, epochs))
+
+    def _unfrozen(self, epochs: int, lr: float) -> Phase:
+        models.unfreeze(self.model)
+        net = self._wrap(self.model)
+        if self.options.compile and self.dist.world > 1:
+            net = torch.compile(net)  # DDP's own forward would bypass the compiled body
+
+        def forward(x, e):
+            with self.precision.autocast():
+                if self.dist.world > 1:
+                    return net(x, e)
+                return self.model.classify(self.body(x).flatten(1).float(), e)
+
+        make = self._schedule(0.3, 5.0)
+        return Phase("unfrozen", epochs, models.param_groups(self.model, lr, self.recipe.lr_mult),
+                     self._image_batches, self._n_batches(), forward, self.model.train, self.evaluate,
+                     lambda opt, n: make(opt, n, epochs))
+
+    def _precomputed(self, epochs: int, lr: float) -> Phase:
+        from kaggletools.precompute import Features
+
+        models.freeze(self.model)
+        level = "flip" if self.recipe.tta == "flip" else "none"
+        features = Features.compute(self, level)
+        head = self._wrap(HeadOnly(self.model))
+
+        def forward(f, e):
+            with self.precision.autocast():
+                return head(f, e)
+
+        make = self._schedule(0.25, 25.0)
+        return Phase("precomputed", epochs, [{"params": list(self.model.head.parameters()), "lr": lr}],
+                     features.batches, features.n_batches, forward, self.model.head.train, features.evaluate,
+                     lambda opt, n: make(opt, n, epochs))
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _epoch(self, phase: Phase, opt, sched, on_step: Callable | None = None, max_steps: int | None = None) -> dict:
+        """One pass over the phase's batches: forward, the task's loss, backward (scaled for
+        fp16), step, schedule; then validation. Returns the epoch's row."""
+        start, seen, wait, losses = time.perf_counter(), 0, 0.0, []
+        total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+        bar = progress.bar(total=max_steps or phase.n_batches, unit="batch", enabled=self.show,
+                           desc=f"epoch {self.epoch + 1} ({phase.name})")
+        it = iter(phase.batches(self.epoch))
+        while max_steps is None or len(losses) < max_steps:
+            tick = time.perf_counter()
+            batch = next(it, None)
+            wait += time.perf_counter() - tick
+            if batch is None:
+                break
+            x, y, e = batch
+            loss = self.task.loss(phase.forward(x, e), y, self.recipe.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            self.precision.backward_step(loss, opt)
+            lr = opt.param_groups[-1]["lr"]
+            sched.step()
+            seen += len(y)
+            total += loss.detach() * len(y)
+            losses.append(loss.detach())
+            bar.update(1)
+            if on_step is not None and on_step(float(loss.detach()), lr):
+                break
+            if self.show and len(losses) % 10 == 1:  # reading the loss waits for the device: now and then
+                bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+        bar.close()
+        train_seconds = time.perf_counter() - start
+        per_step = torch.stack(losses).float().cpu().tolist() if losses else []
+        if on_step is not None:
+            return {"losses": per_step}
+        self.batch_losses += [{"epoch": self.epoch + (i + 1) / len(per_step), "phase": phase.name, "loss": v}
+                              for i, v in enumerate(per_step)]
+        self.dist.average_buffers(self.model)
+        total_loss, seen = self.dist.sum((float(total), seen), self.device)
+        return {"epoch": self.epoch + 1, "phase": phase.name, "train_loss": total_loss / max(seen, 1),
+                **phase.evaluate(), "seconds": round(time.perf_counter() - start, 2),
+                "train_images_per_s": round(seen / max(train_seconds, 1e-9), 1),
+                "data_wait_s": round(wait, 3), "compute_s": round(train_seconds - wait, 3)}
+
+    def record(self, row: dict) -> dict:
+        """Close an epoch: count it, keep its row and print it (rank 0 only)."""
+        self.epoch += 1
+        self.history.append(row)
+        progress.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                       self.show)
+        return row
+
+    # -- batches -------------------------------------------------------------------------------
+    def _image_batches(self, epoch: int):
+        d, r = self.data, self.recipe
+        for pos, x in batches(d.array, d.train_idx, r.batch_size, self.device, shuffle=True,
+                              seed=r.seed * 1000 + epoch, drop_last=len(d.train_idx) > r.batch_size,
+                              rank=self.dist.rank, world=self.dist.world):
+            x = augment(d.normalize(x), r.size, self.generator, min_scale=r.min_scale, flip=r.flip,
+                        dihedral=r.dihedral, max_shift=r.max_shift)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.targets(pos), self.extra(pos)
+
+    def targets(self, pos) -> torch.Tensor:
+        return torch.as_tensor(self.data.y[pos], device=self.device)
+
+    def extra(self, pos) -> torch.Tensor | None:
+        return None if self.data.extra is None else torch.as_tensor(self.data.extra[pos], device=self.device)
+
+    def _n_batches(self) -> int:
+        n = math.ceil(len(self.data.train_idx) / self.dist.world)
+        return max(1, n // self.recipe.batch_size if n > self.recipe.batch_size else 1)
+
+    # -- pieces ----------------------------------------------------------------------------------
+    def _wrap(self, module):
+        if self.dist.world == 1:
+            return module
+        import inspect
+
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # buffers are averaged once per epoch (Dist.average_buffers), not broadcast at every forward
+        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                   else {"broadcast_buffers": False})
+        return DDP(module, device_ids=ids, **no_sync)
+
+    def _optimizer(self, groups):
+        return torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=self.recipe.weight_decay)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def predictor(self) -> Predictor:
+        return Predictor(self.model, self.task.activation, self.recipe.size, self.data.normalize, self.device,
+                         self.precision.autocast, self.channels_last, self.recipe.batch_size * 2)
+
+    def predict(self, indices: np.ndarray, tta: str = "none", desc: str = "predict"):
+        d = self.data
+        return self.predictor()(d.array, indices, tta=tta, extra=d.extra, show=self.show, desc=desc, dist=self.dist)
+
+    def evaluate(self) -> dict:
+        """Validation loss, metric and error rate of the plain view (nothing without validation items)."""
+        d = self.data
+        if len(d.valid_idx) == 0:
+            return {}
+        return self.scores(d.y[d.valid_idx], self.predict(d.valid_idx, desc="valid").plain)
+
+    def scores(self, y: np.ndarray, probs: np.ndarray, post: dict | None = None) -> dict:
+        return {"valid_loss": self.task.valid_loss(y, probs),
+                self.competition.metric_name: self.competition.metric(y, probs, post),
+                "error_rate": self.task.error_rate(y, probs)}
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self, position: Position) -> dict:
+        """Everything a resumed run needs (plain tensors and numbers: loads with weights_only)."""
+        opt, sched = getattr(self, "_last", (None, None))
+        generators = self.dist.gather(self.generator.get_state())
+        return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "optimizer": opt.state_dict() if opt is not None else {},
+                "schedule": sched.state_dict() if sched is not None else {},
+                "scaler": self.precision.scaler.state_dict(),
+                "position": {"phase": position.phase, "done": position.done, "epoch": self.epoch},
+                "rng": {"torch": torch.get_rng_state(), "generators": generators,
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                "history": self.history, "batch_losses": self.batch_losses}
+
+    def load_state(self, state: dict) -> Position:
+        self.model.load_state_dict(state["model"])
+        if state.get("scaler"):
+            self.precision.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["generators"][min(self.dist.rank, len(rng["generators"]) - 1)])
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.history, self.batch_losses = list(state["history"]), list(state.get("batch_losses", []))
+        self.epoch = int(state["position"]["epoch"])
+        return Position(int(state["position"]["phase"]), int(state["position"]["done"]))
+
+    # -- the LR finder ---------------------------------------------------------------------------
+    def lr_find(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, beta: float = 0.98):
+        """Sweep the head's rate from `start` to `end` over up to `steps` batches of the frozen
+        phase (as fastai's lr_find on a fresh frozen learner); the weights are restored after."""
+        from kaggletools.lr_finder import suggest
+
+        saved = copy.deepcopy(self.model.state_dict())
+        phase = self._frozen(1, start)
+        opt = self._optimizer(phase.groups)
+        sched = schedules.Exponential(opt, steps, start, end)
+        lrs, smoothed, state = [], [], {"avg": 0.0, "best": math.inf, "stop": False}
+
+        def on_step(loss: float, lr: float) -> bool:
+            state["avg"] = beta * state["avg"] + (1 - beta) * loss
+            value = state["avg"] / (1 - beta ** (len(lrs) + 1))
+            lrs.append(lr)
+            smoothed.append(value)
+            state["best"] = min(state["best"], value)
+            state["stop"] = len(lrs) >= steps or value > 4 * state["best"] or not math.isfinite(value)
+            return state["stop"]
+
+        try:
+            while not state["stop"]:
+                phase.modes()
+                before = len(lrs)
+                self._epoch(phase, opt, sched, on_step=on_step, max_steps=steps - len(lrs))
+                if len(lrs) == before:
+                    break
+        finally:
+            self.model.load_state_dict(saved)
+        return suggest(lrs, smoothed)
 
 
 class HeadOnly(torch.nn.Module):
@@ -139,214 +372,3 @@ class HeadOnly(torch.nn.Module):
 
     def forward(self, features, extra=None):
         return self.net.classify(features, extra)
-
-
-class Learner:
-    """Fits a models.Net on Data; reports each epoch to `log` (e.g. Run.log_epoch)."""
-
-    def __init__(self, competition, model: models.Net, data: Data, recipe, device: torch.device, *,
-                 amp: str = "auto", channels_last: bool | None = None, compile: bool = False,
-                 train_bn: bool = False, progress: bool = True, log=None, dist: Dist | None = None):
-        self.competition, self.model, self.data, self.recipe = competition, model, data, recipe
-        self.device, self.progress, self.log = device, progress, log or (lambda row: None)
-        self.dist = dist or Dist()
-        self.amp = amp_context(device, amp)
-        self.channels_last = default_channels_last(device) if channels_last is None else channels_last
-        self.compile, self.train_bn = compile, train_bn
-        self.model.to(device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.body = torch.compile(self.model.body) if compile else self.model.body
-        self.generator = torch.Generator().manual_seed(recipe.seed + self.dist.rank)
-        self.history: list[dict] = []
-        self.epoch = 0
-
-    # -- batches -----------------------------------------------------------------------------
-    def _train_batches(self, epoch_seed: int):
-        d, r = self.data, self.recipe
-        for pos, x in batches(d.array, d.train_idx, r.batch_size, self.device, shuffle=True,
-                              seed=r.seed * 1000 + epoch_seed, drop_last=len(d.train_idx) > r.batch_size,
-                              rank=self.dist.rank, world=self.dist.world):
-            x = augment(d.normalize(x), r.size, self.generator, min_scale=r.min_scale, flip=r.flip,
-                        dihedral=r.dihedral, max_shift=r.max_shift)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self._targets(pos), self._extra(pos)
-
-    def _targets(self, pos):
-        return torch.as_tensor(self.data.y[pos], device=self.device)
-
-    def _extra(self, pos):
-        return None if self.data.extra is None else torch.as_tensor(self.data.extra[pos], device=self.device)
-
-    def _n_batches(self) -> int:
-        n = math.ceil(len(self.data.train_idx) / self.dist.world)
-        return max(1, n // self.recipe.batch_size if n > self.recipe.batch_size else 1)
-
-    # -- phases ------------------------------------------------------------------------------
-    def fit_frozen(self, epochs: int, lr: float) -> None:
-        """Train the head with the body frozen: the body runs forward only (eval mode, or with its
-        batch-norm layers updating their statistics when `train_bn`)."""
-        if epochs <= 0:
-            return
-        models.freeze(self.model)
-        head = self._wrap(HeadOnly(self.model))
-        opt = self._optimizer([{"params": list(self.model.head.parameters()), "lr": lr}])
-        sched = self._one_cycle(opt, epochs, pct_start=0.99, div=25.0)
-
-        def step(x, y, e):
-            with torch.no_grad(), self.amp():
-                feats = self.body(x)
-            with self.amp():
-                return head(feats.flatten(1).float(), e)
-
-        for _ in range(epochs):
-            self.model.body.eval()
-            if self.train_bn:
-                for m in self.model.body.modules():
-                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                        m.train()
-            self.model.head.train()
-            self._epoch("frozen", step, opt, sched)
-
-    def fit_unfrozen(self, epochs: int, lr: float) -> None:
-        """Train everything, one-cycle, with discriminative learning rates."""
-        if epochs <= 0:
-            return
-        models.unfreeze(self.model)
-        net = self._wrap(self.model)
-        if self.compile and self.dist.world > 1:
-            net = torch.compile(net)  # DDP's own forward would bypass the compiled body
-        opt = self._optimizer(models.param_groups(self.model, lr, self.recipe.lr_mult))
-        sched = self._one_cycle(opt, epochs, pct_start=0.3, div=5.0)
-
-        def step(x, y, e):
-            with self.amp():
-                return net(x, e) if self.dist.world > 1 else self.model.classify(self.body(x).flatten(1).float(), e)
-
-        for _ in range(epochs):
-            self.model.train()
-            self._epoch("unfrozen", step, opt, sched)
-
-    def fine_tune(self, freeze_epochs: int | None = None, epochs: int | None = None, lr: float | None = None):
-        """fastai's fine_tune: frozen one-cycle at lr, then unfrozen at slice(lr/2/lr_mult, lr/2)."""
-        r = self.recipe
-        lr = r.lr if lr is None else lr
-        self.fit_frozen(r.freeze_epochs if freeze_epochs is None else freeze_epochs, lr)
-        self.fit_unfrozen(r.epochs if epochs is None else epochs, lr / 2)
-
-    # -- loop pieces ---------------------------------------------------------------------------
-    def _wrap(self, module):
-        if self.dist.world == 1:
-            return module
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        import inspect
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # buffers are averaged once per epoch (_sync_buffers), not broadcast at every forward
-        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
-                   else {"broadcast_buffers": False})
-        return DDP(module, device_ids=ids, **no_sync)
-
-    def _sync_buffers(self) -> None:
-        """Average floating-point buffers (batch-norm running statistics) across ranks."""
-        if self.dist.world == 1:
-            return
-        import torch.distributed as torch_dist
-
-        for buf in self.model.buffers():
-            if buf.is_floating_point():
-                torch_dist.all_reduce(buf.data, op=torch_dist.ReduceOp.SUM)
-                buf.data /= self.dist.world
-
-    def _optimizer(self, groups):
-        return torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=self.recipe.weight_decay)
-
-    def _one_cycle(self, opt, epochs: int, pct_start: float, div: float):
-        return OneCycle(opt, epochs * self._n_batches(), pct_start, div)
-
-    def _epoch(self, phase: str, step, opt, sched) -> dict:
-        start, seen = time.perf_counter(), 0
-        total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
-        show = self.progress and self.dist.main
-        bar = tqdm(self._train_batches(self.epoch), total=self._n_batches(), unit="batch", leave=False,
-                   desc=f"epoch {self.epoch + 1} ({phase})", disable=not show)
-        for i, (x, y, e) in enumerate(bar):
-            loss = F.binary_cross_entropy_with_logits(step(x, y, e).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched.last_epoch + 1 < sched.total_steps:
-                sched.step()
-            seen += len(x)
-            total += loss.detach() * len(x)
-            if show and i % 10 == 0:  # reading the loss waits for the device: only now and then
-                bar.set_postfix(loss=f"{total.item() / seen:.4f}")
-        total = total.item()  # waits for the last step, so the time below is the real one
-        train_seconds = time.perf_counter() - start
-        self._sync_buffers()
-        total, seen = self._sum_across_ranks(total, seen)
-        row = {"epoch": self.epoch + 1, "phase": phase, "train_loss": total / max(seen, 1),
-               **self.evaluate(), "seconds": round(time.perf_counter() - start, 2),
-               "train_images_per_s": round(seen / train_seconds, 1)}
-        return self.record(row)
-
-    def record(self, row: dict) -> dict:
-        """Close an epoch: count it, keep its row, log it and print it (rank 0 only)."""
-        self.epoch += 1
-        self.history.append(row)
-        if self.dist.main:
-            self.log(row)
-            if self.progress:
-                tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        return row
-
-    def _sum_across_ranks(self, *values: float) -> tuple[float, ...]:
-        """The sums of per-rank numbers over all ranks (the numbers themselves on one process)."""
-        if self.dist.world == 1:
-            return values
-        import torch.distributed as torch_dist
-
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)  # nccl reduces CUDA tensors only
-        torch_dist.all_reduce(t)
-        return tuple(t.tolist())
-
-    # -- evaluation ---------------------------------------------------------------------------
-    def predict(self, array, indices, tta: str = "none", extra=None, desc="predict") -> dict:
-        """Probabilities for `indices` of `array`, gathered across ranks in index order."""
-        out = predict(self.model, array, indices, self.recipe.size, self.data.normalize, self.device,
-                      tta=tta, extra=extra, batch_size=self.recipe.batch_size * 2, amp=self.amp,
-                      channels_last=self.channels_last, progress=self.progress and self.dist.main,
-                      desc=desc, rank=self.dist.rank, world=self.dist.world)
-        if self.dist.world > 1:
-            out = _gather(out, indices)
-        return out
-
-    def evaluate(self, tta: str = "none") -> dict:
-        """Validation loss and metric (and error rate for binary tasks)."""
-        d = self.data
-        if len(d.valid_idx) == 0:
-            return {}
-        probs = self.predict(d.array, d.valid_idx, tta, d.extra, desc="valid")["tta"]
-        return self.scores(d.y[d.valid_idx], probs)
-
-    def scores(self, y: np.ndarray, probs: np.ndarray, post: dict | None = None) -> dict:
-        p = np.clip(probs, 1e-7, 1 - 1e-7)
-        bce = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-        row = {"valid_loss": bce, self.competition.metric_name: self.competition.metric(y, probs, post)}
-        if self.competition.task == "binary":
-            row["error_rate"] = float(np.mean((probs[:, 0] > 0.5) != (y[:, 0] > 0.5)))
-        return row
-
-
-def _gather(out: dict, indices: np.ndarray) -> dict:
-    """All ranks' shards, deduplicated and put back in the order of `indices`."""
-    import torch.distributed as torch_dist
-
-    shards = [None] * torch_dist.get_world_size()
-    torch_dist.all_gather_object(shards, out)
-    positions = np.concatenate([s["positions"] for s in shards])
-    where = {p: i for i, p in enumerate(positions)}  # padding repeats items: keep any one copy
-    order = np.array([where[p] for p in indices])
-    return {k: np.concatenate([s[k] for s in shards])[order] for k in ("plain", "tta", "positions")}

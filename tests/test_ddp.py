@@ -17,12 +17,10 @@ import pandas as pd
 import pytest
 import torch
 
-from kaggletools import api, cache, data, demo, models
+from kaggletools import api, cache, competition, data, demo, inference, models
 from kaggletools.cli import main as cli
-from kaggletools.predict import predict
-from kaggletools.train import amp_context, default_channels_last
 
-SLUG = demo.SLUG
+SLUG = demo.DEFAULT
 # small and quick, but enough steps per rank to learn: 8 steps of 8 images per rank per epoch
 ARGS = ["--backbone", "mobilenet_v2", "--size", "64", "--batch-size", "8", "--freeze-epochs", "1", "--epochs", "1",
         "--tta", "flip", "--quiet"]
@@ -46,7 +44,7 @@ pytestmark = [
 def prepared(tmp_path_factory) -> Path:
     """A generated Kaggle-shaped download, unpacked by `prepare`: 160 train images, 32 test."""
     folder = tmp_path_factory.mktemp("ddp") / "data" / SLUG
-    demo.make_download(folder, n_train=160, n_test=32, side=80, seed=3)
+    competition.get(SLUG).make_fixture(folder, 160, 32, seed=3, side=80)
     api.prepare(SLUG, folder)
     return folder
 
@@ -85,11 +83,11 @@ def test_torchrun_two_processes_match_a_single_process_run(prepared, tmp_path, m
     assert list(ddp_metrics.columns) == list(single_metrics.columns)
     assert list(ddp_metrics["phase"]) == ["frozen", "unfrozen"]
     config = json.loads((ddp / "config.json").read_text())
-    assert config["options"]["world_size"] == 2
+    assert config["world_size"] == 2
     assert out.stdout.count('"submission"') == 1, "only rank 0 reports the submission"
 
     # one submission, written by rank 0, valid for the test set
-    api.validate_file(SLUG, ddp_sub, prepared)
+    api.validate(SLUG, ddp_sub, prepared)
     assert len(pd.read_csv(ddp_sub)) == 32
     assert not (tmp_path / "submissions").exists() or not any((tmp_path / "submissions").iterdir())
 
@@ -99,13 +97,13 @@ def test_torchrun_two_processes_match_a_single_process_run(prepared, tmp_path, m
     assert report["plain"]["error_rate"] <= 0.25, report["plain"]
 
     # rank 0 saved the model that was validated: its predictions reproduce valid_predictions.csv
-    _, comp, r, model, normalize, _, dev = api.load_run(ddp, device="cpu")
+    saved = inference.SavedRun.load(ddp)
+    comp, r = saved.competition, saved.recipe
     items = data.train_items(comp, prepared)
     split = pd.read_csv(ddp / "split.csv")
     valid_idx = np.flatnonzero(split["is_valid"].to_numpy())
     array = cache.load_items(comp, prepared, items, r.cache_side, progress=False)
-    probs = predict(model, array, valid_idx, r.size, normalize, dev, amp=amp_context(dev), progress=False,
-                    channels_last=default_channels_last(dev))["plain"][:, 0]
+    probs = saved.predictor("cpu")(array, valid_idx, show=False).plain[:, 0]
     saved = pd.read_csv(ddp / "valid_predictions.csv")["dog_prob"].to_numpy()
     assert np.abs(probs - saved).max() < 0.03
 

@@ -4,6 +4,7 @@ precomputed features, and the real images in ../shared when present."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -94,14 +95,17 @@ def test_original_competition_writes_hard_labels(tmp_path):
     assert set(df["label"]) <= {"0", "1"} and list(df.columns) == ["id", "label"]
 
 
-def test_cross_validation_averages_folds(dogs_dir, tmp_path):
+def test_cross_validation_blends_its_folds(dogs_dir, tmp_path):
     result = api.cross_validate(REDUX, dogs_dir, folds=3, runs_dir=tmp_path, out=tmp_path / "cv.csv",
                                 progress=False, pretrained=False, backbone="resnet18", size=32, batch_size=16,
                                 freeze_epochs=1, epochs=0)
-    oof = pd.read_csv(f"{result['run']}/oof_predictions.csv")
-    assert len(oof) == 48 and oof["id"].is_unique and sorted(oof["fold"].unique()) == [0, 1, 2]
-    assert len(result["runs"]) == 3 and "log_loss" in result["oof"]
-    api.validate_file(REDUX, tmp_path / "cv.csv", dogs_dir)
+    folder = Path(result["folder"])
+    assert folder.parent == tmp_path / REDUX, "one folder per cross-validation, the folds inside it"
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["fold0", "fold1", "fold2"]
+    oof = pd.read_csv(folder / "valid_predictions.csv")
+    assert len(oof) == 48 and oof["id"].is_unique and result["validation"] == "out-of-fold"
+    assert len(result["runs"]) == 3 and "log_loss" in result["scores"]
+    api.validate(REDUX, tmp_path / "cv.csv", dogs_dir)
 
 
 def test_lr_finder_suggests_a_rate_and_saves_a_plot(dogs_dir, tmp_path):

@@ -292,7 +292,7 @@ def test_submission_rows_are_probabilities(tmp_path):
     assert list(df.columns) == ["id", "is_iceberg"] and df["is_iceberg"].tolist() == [0.01, 0.99]
     submission.validate(comp, df, ["a", "b"])
     df.loc[1, "is_iceberg"] = 1.5
-    with pytest.raises(submission.SubmissionError, match="probabilities in"):
+    with pytest.raises(submission.SubmissionError, match="not a probability in"):
         submission.validate(comp, df, ["a", "b"])
 
 
@@ -327,7 +327,7 @@ def test_run_end_to_end_beats_the_constant_baseline(download, tmp_path):
     df = submission.read(Path(result["submission"]))
     assert list(df.columns) == ["id", "is_iceberg"] and len(df) == 32
     assert sorted(df["id"]) == sorted(solution["id"])
-    api.validate_file("iceberg", Path(result["submission"]), folder)
+    api.validate("iceberg", Path(result["submission"]), folder)
 
     items = data.train_items(competition.get("iceberg"), folder)
     prevalence = items["is_iceberg"].mean()

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
-from kaggletools import cache, competition, data, images, loaders, models, train
+from kaggletools import cache, competition, data, device, images, loaders, models
 from kaggletools.cli import main as cli
 
 REDUX = "dogs-vs-cats-redux-kernels-edition"
@@ -57,35 +57,34 @@ def test_fast_normalize_matches_the_formula():
 
 def test_cpu_defaults_follow_the_measurements(monkeypatch):
     cpu = torch.device("cpu")
-    assert train.default_channels_last(cpu) and train.default_channels_last(torch.device("cuda"))
-    assert not train.default_channels_last(torch.device("mps"))
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
-    with train.amp_context(cpu)():
+    assert device.default_channels_last(cpu) and device.default_channels_last(torch.device("cuda"))
+    assert not device.default_channels_last(torch.device("mps"))
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    with device.Precision.for_device(cpu).autocast():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
-    with train.amp_context(cpu)():
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    with device.Precision.for_device(cpu).autocast():
         assert not torch.is_autocast_enabled("cpu")
-    with train.amp_context(cpu, "bf16")():
+    with device.Precision.for_device(cpu, "bf16").autocast():
         assert torch.is_autocast_enabled("cpu")
-    with train.amp_context(cpu, "off")():
+    with device.Precision.for_device(cpu, "off").autocast():
         assert not torch.is_autocast_enabled("cpu")
 
 
 @pytest.mark.parametrize("train_bn", [False, True])
 def test_train_bn_moves_only_the_frozen_bodys_batchnorm_statistics(dogs_dir, train_bn):
-    from kaggletools import api
-    from kaggletools.train import Dist
+    from kaggletools.experiment import Experiment
+    from kaggletools.options import RunOptions
 
     comp = competition.get(REDUX)
-    r = comp.recipe.replace(backbone="resnet18", pretrained=False, size=32, batch_size=16)
-    items = data.train_items(comp, dogs_dir)
-    valid = data.split(comp, items, 0.25, 0)
-    learner, _ = api._learner(comp, r, dogs_dir, items, valid, torch.device("cpu"), Dist(), False, None,
-                              train_bn=train_bn)
+    r = comp.recipe.replace(backbone="resnet18", pretrained=False, size=32, batch_size=16, valid_frac=0.25,
+                            freeze_epochs=1, epochs=0)
+    learner, _ = Experiment.from_folder(comp, dogs_dir, r, RunOptions(train_bn=train_bn, progress=False)).learner(
+        torch.device("cpu"))
     body = learner.model.body
     stats = {k: v.clone() for k, v in body.state_dict().items() if "running" in k}
     weights = {k: v.clone() for k, v in body.state_dict().items() if "running" not in k and "num_batches" not in k}
-    learner.fit_frozen(1, 1e-3)
+    learner.fit()  # the frozen phase alone
     moved = any(not torch.equal(v, body.state_dict()[k]) for k, v in stats.items())
     assert moved == train_bn
     assert all(torch.equal(v, body.state_dict()[k]) for k, v in weights.items()), "frozen weights changed"

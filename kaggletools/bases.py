@@ -1,0 +1,113 @@
+"""Reusable competition bases: a competition module subclasses one, declares its data and is done.
+
+- `BinaryLogLoss`: P(positive) in one column, log loss, the clip tuned on validation.
+- `MultiClassLogLoss`: one probability column per class, multi-class log loss as Kaggle scores it.
+- `MultiClassLabel`: one column holding the predicted class's name, micro-F1 (= accuracy).
+Each implements the metric, the post-processing, the submission both ways and its value checks;
+the subclass declares slug, classes, files, `items` and `make_fixture`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kaggletools import metrics, tasks
+from kaggletools.competition import Competition
+from kaggletools.submission import SubmissionError, check_probabilities, numbers
+
+
+class BinaryLogLoss(Competition):
+    """Binary, scored by log loss on P(positive class): the submission holds clipped
+    probabilities in `label_column`, the clip tuned on validation predictions."""
+
+    task = tasks.Binary()
+    metric_name = "log_loss"
+    greater_is_better = False
+    label_column: str = "label"
+
+    def metric(self, y_true, probs, post=None) -> float:
+        return metrics.log_loss(y_true, probs, (post or {}).get("clip", 0.0))
+
+    def fit_post(self, y_true, probs) -> dict:
+        return {"clip": metrics.best_clip(y_true, probs)}
+
+    def submission(self, ids, probs, post) -> pd.DataFrame:
+        clip = post.get("clip", 0.005)
+        return pd.DataFrame({self.id_column: list(ids), self.label_column: np.clip(probs[:, 0], clip, 1 - clip)})
+
+    def read_submission(self, df) -> np.ndarray:
+        return numbers(df[self.label_column], self.label_column).to_numpy(np.float64)[:, None]
+
+    def validate_rows(self, df) -> None:
+        check_probabilities(df[self.label_column], self.label_column)
+
+
+class MultiClassLogLoss(Competition):
+    """One probability column per class (in `classes` order, the sample submission's), scored by
+    multi-class log loss: Kaggle rescales each row to sum 1 and clips to [1e-15, 1 - 1e-15]. The
+    post-processing is a probability floor tuned on validation (a confident mistake costs less)."""
+
+    task = tasks.MultiClass()
+    metric_name = "log_loss"
+    greater_is_better = False
+
+    def metric(self, y_true, probs, post=None) -> float:
+        return metrics.multiclass_log_loss(y_true, probs, (post or {}).get("floor", 0.0))
+
+    def fit_post(self, y_true, probs) -> dict:
+        return {"floor": metrics.best_floor(y_true, probs)}
+
+    def submission(self, ids, probs, post) -> pd.DataFrame:
+        p = np.maximum(np.asarray(probs, np.float64), post.get("floor", 0.0))
+        p = p / p.sum(1, keepdims=True)
+        table = pd.DataFrame(p, columns=list(self.classes))
+        table.insert(0, self.id_column, list(ids))
+        return table
+
+    def read_submission(self, df) -> np.ndarray:
+        return np.stack([numbers(df[c], c).to_numpy(np.float64) for c in self.classes], 1)
+
+    def validate_rows(self, df) -> None:
+        p = self.read_submission(df)
+        negative = (p < 0).any(1)
+        if negative.any():
+            row = int(np.flatnonzero(negative)[0])
+            raise SubmissionError(f"row {row + 1} (id {df[self.id_column].iloc[row]}) has a negative probability; "
+                                  "probabilities must be >= 0")
+        zero = p.sum(1) <= 0
+        if zero.any():
+            row = int(np.flatnonzero(zero)[0])
+            raise SubmissionError(f"row {row + 1} (id {df[self.id_column].iloc[row]}) has all probabilities zero; "
+                                  "Kaggle rescales each row to sum 1, so a row needs a positive value")
+
+
+class MultiClassLabel(Competition):
+    """The predicted class's name in `label_column`, scored by micro-averaged F1 (for one label
+    per item: accuracy)."""
+
+    task = tasks.MultiClass()
+    metric_name = "micro_f1"
+    greater_is_better = True
+    label_column: str = "label"
+
+    def metric(self, y_true, probs, post=None) -> float:
+        return metrics.micro_f1(y_true, probs)
+
+    def submission(self, ids, probs, post) -> pd.DataFrame:
+        names = np.asarray(self.classes, dtype=object)[self.task.decode(probs)]
+        return pd.DataFrame({self.id_column: list(ids), self.label_column: names})
+
+    def read_submission(self, df) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        y = np.zeros((len(df), len(self.classes)))
+        codes = df[self.label_column].astype(str).map(index)
+        y[np.flatnonzero(codes.notna()), codes.dropna().astype(int)] = 1
+        return y
+
+    def validate_rows(self, df) -> None:
+        values = df[self.label_column].astype(str)
+        unknown = ~values.isin(self.classes)
+        if unknown.any():
+            row = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise SubmissionError(f"row {row + 1} (id {df[self.id_column].iloc[row]}): {values.iloc[row]!r} is not a "
+                                  f"class; write one of {', '.join(self.classes)} exactly")

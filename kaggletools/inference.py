@@ -1,0 +1,105 @@
+"""From a finished run folder alone: the model back, test-set probabilities with TTA, and a
+validated submission written atomically."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kaggletools import cache, competition as registry, data, device as devices, models, runs, submission, validation
+from kaggletools.competition import Competition
+from kaggletools.errors import RunError
+from kaggletools.loaders import Normalize
+from kaggletools.options import Recipe
+from kaggletools.predict import Predictor
+
+
+@dataclass
+class SavedRun:
+    """A finished run's competition, recipe, model and post-processing."""
+
+    run: runs.Run
+    competition: Competition
+    recipe: Recipe
+    model: models.Net
+    normalize: Normalize
+    meta: dict
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "SavedRun":
+        run = runs.Run.open(run_dir)
+        state = run.load_weights()
+        meta = state["meta"]
+        comp = registry.get(meta["competition"])
+        recipe = Recipe.from_dict(meta["recipe"])
+        model, _ = models.create(recipe.backbone, comp.n_outputs, pretrained=False, n_extra=meta["n_extra"])
+        missing, unexpected = _mismatch(model, state["state_dict"])
+        if missing or unexpected:
+            raise RunError(f"{run.path / runs.WEIGHTS} does not fit {recipe.backbone} with {comp.n_outputs} outputs "
+                           f"({len(missing)} missing and {len(unexpected)} unexpected tensors, e.g. "
+                           f"{(missing + unexpected)[:3]}); the file was replaced or the run edited: train again")
+        model.load_state_dict(state["state_dict"])
+        comp.check_post(meta.get("post", {}))
+        return cls(run, comp, recipe, model.eval(), Normalize(tuple(meta["mean"]), tuple(meta["std"]), meta["scale"]),
+                   meta)
+
+    def predictor(self, device_name: str = "") -> Predictor:
+        dev = devices.pick(device_name)
+        precision = devices.Precision.for_device(dev)
+        return Predictor(self.model.to(dev), self.competition.task.activation, self.recipe.size, self.normalize,
+                         dev, precision.autocast, devices.default_channels_last(dev), self.recipe.batch_size * 2)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.run.load_json("config.json")["data_dir"])
+
+
+def _mismatch(model, state_dict: dict) -> tuple[list[str], list[str]]:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    return missing + wrong, unexpected
+
+
+def test_probabilities(saved: SavedRun, data_dir: Path | None = None, tta: str | None = None, device: str = "",
+                       show: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+    """The test items and their probabilities (averaged over the TTA views), also saved as the
+    run's test_predictions.csv."""
+    comp, r = saved.competition, saved.recipe
+    data_dir = Path(data_dir or saved.data_dir)
+    items = data.test_items(comp, data_dir)
+    array = cache.load_items(comp, data_dir, items, r.cache_side, progress=show, desc="decode test")
+    extra = comp.extra_features(items) if saved.meta["n_extra"] else None
+    probs = saved.predictor(device)(array, np.arange(len(items)), tta=tta or r.tta,
+                                    extra=None if extra is None else np.asarray(extra, np.float32), show=show,
+                                    desc="test").tta
+    comp.task.check_probs(probs, f"{saved.run.path} test predictions")
+    saved.run.save_table("test_predictions.csv", probability_table(comp, items["id"], probs))
+    return items, probs
+
+
+def probability_table(comp: Competition, ids, probs: np.ndarray) -> pd.DataFrame:
+    columns = {"id": list(ids)}
+    columns.update({f"{c}_prob": probs[:, i] for i, c in enumerate(validation._output_names(comp))})
+    return pd.DataFrame(columns)
+
+
+def read_probability_table(comp: Competition, table: pd.DataFrame) -> np.ndarray:
+    return table[[f"{c}_prob" for c in validation._output_names(comp)]].to_numpy(np.float64)
+
+
+def write_submission(comp: Competition, ids, probs: np.ndarray, post: dict, data_dir: Path, out: Path,
+                     overwrite: bool = False) -> Path:
+    """Build the submission, validate it (test ids, sample submission's columns) and write it atomically."""
+    df = comp.submission(list(ids), probs, post)
+    submission.validate(comp, df, ids, comp.sample_submission(data_dir), name=str(out))
+    return submission.write(df, out, overwrite)
+
+
+def refuse_existing(out: Path, overwrite: bool) -> None:
+    """Fail before the expensive part when the submission file exists."""
+    if Path(out).exists() and not overwrite:
+        raise submission.SubmissionError(f"{out} already exists; choose another name or pass --overwrite")

@@ -1,0 +1,139 @@
+"""Where competitions keep their items, as functions a competition module calls from `items`:
+image folders (`<folder>/<id>.jpg`), label files that must match them one to one, class-per-folder
+layouts (`train/<class>/<file>`), and unlabelled test folders. Errors name the file and the fix."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from kaggletools.errors import CompetitionError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def _natural(name: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def image_files(data_dir: Path, folder: str) -> dict[str, str]:
+    """{stem: source relative to data_dir} for the images in `data_dir/folder`, naturally sorted.
+
+    One extra level of nesting is accepted (an archive that unpacked `train-jpg/train-jpg/x.jpg`):
+    when the folder holds no images but exactly one sub-folder, that sub-folder is used. Hidden
+    files (e.g. macOS `._x.jpg`) are ignored.
+    """
+    base = Path(data_dir) / folder
+    for rel in (Path(folder), None):
+        if rel is None:
+            subs = [e for e in _entries(base) if e.is_dir() and not e.name.startswith(".")]
+            if len(subs) != 1:
+                return {}
+            rel = Path(folder) / subs[0].name
+        found = [e.name for e in _entries(Path(data_dir) / rel)
+                 if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file()]
+        if found:
+            found.sort(key=_natural)
+            return {Path(n).stem: (rel / n).as_posix() for n in found}
+    return {}
+
+
+def has_images(data_dir: Path, folder: str) -> bool:
+    return bool(image_files(data_dir, folder))
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def match_labels(labels: pd.DataFrame, files: dict[str, str], label_path: Path, folder: Path) -> pd.DataFrame:
+    """Labels with a `source` column, after checking that label rows and image files correspond
+    one to one. Both directions are errors: a labelled image missing on disk cannot be trained on,
+    and an image without a label row means the label file and the images come from different
+    versions or folders (silently dropping them would hide that)."""
+    ids = labels["id"]
+    missing = ids[~ids.isin(files.keys())]
+    if len(missing):
+        raise CompetitionError(f"{label_path} names {len(missing)} image(s) not found in {folder}, e.g. "
+                               f"{list(missing[:5])}; unpack the complete image archive again (`prepare`), or "
+                               "use the label file that belongs to these images")
+    extra = pd.Index(list(files)).difference(pd.Index(ids))
+    if len(extra):
+        raise CompetitionError(f"{folder} holds {len(extra)} image(s) without a row in {label_path}, e.g. "
+                               f"{list(extra[:5])}; remove them from the folder, or use the label file that "
+                               "belongs to these images")
+    table = labels.copy()
+    table.insert(1, "source", ids.map(files).to_numpy())
+    return table
+
+
+def read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A label CSV as text, with the `columns` it must have."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompetitionError(f"{path}: label file not found; download it and run `prepare`")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise CompetitionError(f"{path}: cannot read as CSV ({e}); download the label file again") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise CompetitionError(f"{path}: missing column(s) {missing}; columns are {list(df.columns)}; the file "
+                               f"must have the header {','.join(columns)}")
+    return df
+
+
+def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, label_column: str) -> pd.DataFrame:
+    """Items of a `<folder>/<id>.<ext>` image folder labelled by a CSV `id_column,label_column`:
+    columns id, source, label. Label rows and images must match one to one."""
+    path = Path(data_dir) / csv_name
+    df = read_csv(path, (id_column, label_column))
+    ids = df[id_column].str.strip()
+    dup = ids[ids.duplicated()].unique()
+    if len(dup):
+        raise CompetitionError(f"{path}: {len(dup)} duplicate id(s), e.g. {list(dup[:5])}; each image needs one row")
+    files = image_files(data_dir, folder)
+    if not files:
+        raise CompetitionError(f"{Path(data_dir) / folder}: no images; download and `prepare` the data")
+    labels = pd.DataFrame({"id": ids.to_numpy(), "label": df[label_column].str.strip().to_numpy()})
+    table = match_labels(labels, files, path, Path(data_dir) / folder)
+    table.attrs.update({"source": str(path), "labels": {"file": csv_name, "id_column": id_column}})
+    return table
+
+
+def labelled_by_folder(data_dir: Path, folder: str, classes) -> pd.DataFrame:
+    """Items of a `<folder>/<class>/<file>` layout: columns id (the file name), source, label.
+    A sub-folder that is not a class is an error naming it."""
+    base = Path(data_dir) / folder
+    subs = sorted(e.name for e in _entries(base) if e.is_dir() and not e.name.startswith("."))
+    if not subs:
+        raise CompetitionError(f"{base}: no class folders; download and `prepare` the data, or point --data at a "
+                               f"folder holding {folder}/<class>/<image>")
+    unknown = [s for s in subs if s not in set(classes)]
+    if unknown:
+        raise CompetitionError(f"{base}: folder(s) {unknown[:5]} are not classes of this competition; known: "
+                               f"{', '.join(classes)}; rename or remove them")
+    rows = [(name, f"{folder}/{cls}/{name}", cls) for cls in subs for name in sorted(_images(base / cls))]
+    if not rows:
+        raise CompetitionError(f"{base}: the class folders hold no images")
+    table = pd.DataFrame(rows, columns=["id", "source", "label"])
+    table.attrs["source"] = str(base)
+    return table
+
+
+def unlabelled(data_dir: Path, folder: str, keep_suffix: bool = False) -> pd.DataFrame:
+    """Test items of `<folder>/<file>`: id (the stem, or the whole file name), source."""
+    files = sorted(_images(Path(data_dir) / folder), key=_natural)
+    return pd.DataFrame({"id": [n if keep_suffix else Path(n).stem for n in files],
+                         "source": [f"{folder}/{n}" for n in files]})
+
+
+def _images(folder: Path) -> list[str]:
+    return [e.name for e in _entries(folder) if e.is_file() and not e.name.startswith(".")
+            and e.name.lower().endswith(IMAGE_SUFFIXES)]

@@ -1,0 +1,99 @@
+"""Validation of a trained model: scores plain and with TTA, post-processing (a log-loss clip,
+thresholds) tuned on the validation predictions, and honest scores for it.
+
+Honest means scored on items that did not choose it: the validation items are split in two
+stratified halves, the post-processing is tuned on one half and scored on the other, both ways,
+and the two scores are pooled (weighted by size). The post-processing kept for the test set is
+tuned on all validation items. A competition may offer several variants (`post_variants`, e.g.
+Planet's fixed, global and per-tag thresholds); each is scored the same way.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kaggletools import progress
+
+MIN_HALF = 4  # fewer validation items per half than this: no cross-fitted scores
+
+
+def variants(competition, y: np.ndarray, probs: np.ndarray) -> dict[str, dict]:
+    """The competition's post-processing variants tuned on (y, probs); 'tuned' by default."""
+    own = getattr(competition, "post_variants", None)
+    return own(y, probs) if callable(own) else {"tuned": competition.fit_post(y, probs)}
+
+
+def cross_fitted(competition, y: np.ndarray, probs: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """{variant: metric}, each tuned on one half of the items and scored on the other."""
+    n = len(y)
+    if n < 2 * MIN_HALF:
+        return {}
+    try:
+        half, _ = competition.task.split(y, n // 2, seed, competition.classes)
+    except ValueError:
+        half = np.random.default_rng(seed).permutation(n)[: n // 2]
+    in_a = np.zeros(n, bool)
+    in_a[half] = True
+    parts = [(in_a, ~in_a), (~in_a, in_a)]
+    fitted = [variants(competition, y[fit], probs[fit]) for fit, _ in parts]
+    scores = {}
+    for name in fitted[0]:
+        total = sum(score.sum() * competition.metric(y[score], probs[score], chosen[name])
+                    for (_, score), chosen in zip(parts, fitted))
+        scores[name] = float(total / n)
+    return scores
+
+
+def validate(learner, items: pd.DataFrame, run=None, post: dict | None = None) -> dict:
+    """Predictions on the validation items with and without TTA, post-processing tuned on the
+    TTA ones (unless `post` is given, e.g. from another run), honest scores; saved in `run`."""
+    comp, d, r = learner.competition, learner.data, learner.recipe
+    if len(d.valid_idx) == 0:
+        return {"n_valid": 0, "post": post or {}, "tta": r.tta, "epochs": learner.history,
+                "note": "no validation items: nothing was scored" + (" (post-processing from another run)"
+                                                                     if post else "")}
+    out = learner.predict(d.valid_idx, r.tta, desc="valid (TTA)")
+    y = d.y[d.valid_idx]
+    chosen = post if post is not None else comp.fit_post(y, out.tta)
+    report = {"n_valid": int(len(d.valid_idx)), "tta": r.tta, "post": chosen,
+              "post_source": "given" if post is not None else "tuned on all validation items",
+              "plain": learner.scores(y, out.plain), "with_tta": learner.scores(y, out.tta),
+              "with_post": {"plain": cross_fitted(comp, y, out.plain, r.seed),
+                            "tta": cross_fitted(comp, y, out.tta, r.seed)},
+              "epochs": learner.history}
+    if run is not None:
+        run.save_table("valid_predictions.csv", prediction_table(comp, items["id"].to_numpy()[d.valid_idx], y,
+                                                                 out.plain, out.tta))
+    progress.write(summary(comp, report), learner.show)
+    return report
+
+
+def prediction_table(comp, ids, y, plain, tta) -> pd.DataFrame:
+    """One row per item: its targets (`<class>`), plain and TTA probabilities."""
+    columns = {"id": ids}
+    for i, c in enumerate(_output_names(comp)):
+        columns.update({c: y[:, i], f"{c}_prob": plain[:, i], f"{c}_prob_tta": tta[:, i]})
+    return pd.DataFrame(columns)
+
+
+def read_prediction_table(comp, table: pd.DataFrame, which: str = "tta") -> tuple[np.ndarray, np.ndarray]:
+    """(targets, probabilities) back from a prediction table; `which`: plain or tta."""
+    names = _output_names(comp)
+    suffix = "_prob_tta" if which == "tta" else "_prob"
+    return (table[names].to_numpy(np.float32), table[[f"{c}{suffix}" for c in names]].to_numpy(np.float32))
+
+
+def _output_names(comp) -> list[str]:
+    return list(comp.classes)[: comp.n_outputs]
+
+
+def summary(comp, report: dict) -> str:
+    name = comp.metric_name
+    line = (f"validation ({report['n_valid']} items) {name}: {report['plain'][name]:.4f} plain, "
+            f"{report['with_tta'][name]:.4f} with TTA '{report['tta']}'; error {report['plain']['error_rate']:.2%} "
+            f"plain, {report['with_tta']['error_rate']:.2%} with TTA")
+    honest = report["with_post"]["tta"]
+    if honest:
+        line += "; with post-processing (tuned on one half, scored on the other): " + ", ".join(
+            f"{k} {v:.4f}" for k, v in honest.items())
+    return line
