@@ -139,11 +139,11 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
     from kaggletools import training
 
     if resume:
-        slug, data_dir, recipe, run_options = training.resume_settings(resume)
         allowed = {"device", "progress"}
         if set(overrides) - allowed:
             raise opts.OptionError(f"--resume continues a run with its own recipe and options; only "
                                    f"{', '.join(sorted(allowed))} may change, not {sorted(set(overrides) - allowed)}")
+        slug, data_dir, recipe, run_options = training.resume_settings(resume)
         return training.train(registry.get(slug), data_dir, recipe, run_options.replace(**overrides), resume=resume)
     comp, recipe, run_options = settings(name, overrides)
     return training.train(comp, Path(data_dir), recipe, run_options, folder=folder)
@@ -162,6 +162,30 @@ def predict(run_dir: Path, data_dir: Path | None = None, *, tta: str | None = No
     items, probs = inference.test_probabilities(saved, data_dir, tta, device, progress)
     return inference.write_submission(saved.competition, items["id"], probs, saved.meta["post"], data_dir, out,
                                       overwrite)
+
+
+def interpret(run_dir: Path, data_dir: Path | None = None, show: bool = True) -> list[Path]:
+    """From a run folder alone: the interpretation plots that fit the task (confusion matrix and
+    most-confused pairs, top losses, thresholds, probabilities) and report.html, written again.
+    Returns the files written; notes (e.g. no validation items) are printed. `data_dir` overrides
+    the run's data folder (for the top-loss images)."""
+    from kaggletools import html_report, interpret as interpretation, progress, runs
+
+    run = runs.Run.open(run_dir, finished=False)
+    written = interpretation.write(run.path, data_dir=data_dir)
+    for note in interpretation.notes(run.path):
+        progress.write(f"note: {note}", show)
+    return written + [html_report.write(run.path)]
+
+
+def show_batch(name: str, data_dir: Path, out: Path | None = None, **overrides) -> Path:
+    """A grid of augmented training inputs exactly as the training loop makes them, de-normalised,
+    with their labels (default show_batch-<slug>.png); creates no run folder."""
+    from kaggletools import gallery, training
+
+    comp, recipe, run_options = settings(name, overrides)
+    training.check_options(recipe, run_options)
+    return gallery.show_batch(comp, Path(data_dir), recipe, run_options, Path(out or f"show_batch-{comp.slug}.png"))
 
 
 def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | None = None, overwrite: bool = False,

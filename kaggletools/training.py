@@ -136,10 +136,12 @@ def _save_setup(run: runs.Run, exp: Experiment, dev) -> None:
 
 def _finish(run: runs.Run, exp: Experiment, learner: Learner, info, report: dict) -> None:
     """Everything else first, the weights last (atomically): a run with model.pt is finished."""
-    from kaggletools import report as html
+    from kaggletools import history, html_report, interpret
 
     run.save_json("report.json", report)
-    html.history_plot(learner.history, learner.batch_losses, exp.competition, run.file("history.png"))
+    history.history_plot(learner.history, learner.batch_losses, exp.competition, run.file("history.png"))
+    interpret.write(run.path, decoded=(exp.items, learner.data.array))
+    html_report.write(run.path)
     meta = {"competition": exp.competition.slug, "recipe": exp.recipe.to_dict(), "backbone": info.name,
             "n_extra": learner.model.n_extra, "mean": list(learner.data.normalize.mean),
             "std": list(learner.data.normalize.std), "scale": learner.data.normalize.scale,
