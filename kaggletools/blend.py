@@ -39,8 +39,10 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
     out = Path(out) if out else Path("submissions") / f"{comp.slug}-{folder.name}.csv"
     inference.refuse_existing(out, overwrite)
 
-    ids, test = _test_probabilities(saved, data_dir, show)
-    mean = np.tensordot(w, np.stack(test), 1)
+    has_test = _has_test_items(comp, data_dir)
+    if has_test:
+        ids, test = _test_probabilities(saved, data_dir, show)
+        mean = np.tensordot(w, np.stack(test), 1)
     ids_valid, y, probs, how = _validation(saved, w)
     post = comp.fit_post(y, probs) if len(y) else saved[0].meta.get("post", {})
     report = {"runs": [str(s.run.path) for s in saved], "weights": w.tolist(), "validation": how,
@@ -49,16 +51,31 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
         report["scores"] = {comp.metric_name: comp.metric(y, probs), "error_rate": comp.task.error_rate(y, probs)}
         report["with_post"] = validation.cross_fitted(comp, y, probs)
     run.save_json("config.json", {"competition": comp.slug, "data_dir": str(data_dir.resolve()), "blend": report})
-    run.save_table("test_predictions.csv", inference.probability_table(comp, ids, mean))
+    if has_test:
+        run.save_table("test_predictions.csv", inference.probability_table(comp, ids, mean))
     if len(y):
         run.save_table("valid_predictions.csv", validation.prediction_table(comp, ids_valid, y, probs, probs))
-    report["submission"] = str(inference.write_submission(comp, ids, mean, post, data_dir, out, overwrite))
+    report["submission"] = str(inference.write_submission(comp, ids, mean, post, data_dir, out, overwrite)) \
+        if has_test else None
+    if not has_test:
+        report["note"] = f"{data_dir}: no test items, so no submission (validation scores only)"
     run.save_json("report.json", report)
     if show and len(y):
         progress.write(f"blend of {len(saved)} runs, {how} validation on {len(y)} items: {comp.metric_name} "
                        f"{report['scores'][comp.metric_name]:.4f}; with post-processing (cross-fitted) "
                        f"{report['with_post']}")
     return {"folder": str(folder), **report}
+
+
+def _has_test_items(comp, data_dir: Path) -> bool:
+    """False only when the data folder holds no test items at all (e.g. a partial download of the
+    training images): the blend then scores its validation predictions and writes no submission."""
+    from kaggletools.errors import CompetitionError
+
+    try:
+        return len(comp.items(data_dir, "test")) > 0
+    except CompetitionError:
+        return True  # let the test step raise its own error
 
 
 def _test_probabilities(saved, data_dir: Path, show: bool) -> tuple[list, list[np.ndarray]]:

@@ -1,0 +1,188 @@
+"""Runs people come back to: a checkpoint after every epoch, interrupted runs (SIGTERM, a killed
+process) resumed to the very weights an uninterrupted run ends with, the best epoch kept on
+request, the final fit on every item with post-processing from another run, blends, the list of
+past runs, the dry run, and run folders that cannot be used refused in one line."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kaggletools import api, runs, schedules
+from kaggletools.cli import main as cli
+from kaggletools.errors import OptionError, RunError
+
+REDUX = "dogs-vs-cats-redux-kernels-edition"
+TINY = ["--backbone", "resnet18", "--no-pretrained", "--size", "32", "--batch-size", "8", "--freeze-epochs", "2",
+        "--epochs", "2", "--quiet"]
+TINY_API = dict(backbone="resnet18", pretrained=False, size=32, batch_size=8, freeze_epochs=2, epochs=2,
+                progress=False)
+
+
+def _weights(folder: Path) -> dict:
+    return torch.load(folder / "model.pt", weights_only=True)["state_dict"]
+
+
+def _only_run(root: Path) -> Path:
+    (folder,) = [p for p in (root / REDUX).iterdir() if p.is_dir()]
+    return folder
+
+
+def _start(data: Path, root: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "kaggletools", "train", REDUX, "--data", str(data), "--runs", str(root), *TINY]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _wait_for_epochs(root: Path, n: int, proc: subprocess.Popen) -> Path:
+    """Poll until the run folder's checkpoint holds `n` epochs (the process still running)."""
+    for _ in range(6000):
+        folders = list((root / REDUX).glob("*")) if (root / REDUX).is_dir() else []
+        if folders and (folders[0] / "metrics.csv").is_file() and (folders[0] / "checkpoint.pt").is_file():
+            if len(pd.read_csv(folders[0] / "metrics.csv")) >= n:
+                return folders[0]
+        assert proc.poll() is None, f"the run ended early: {proc.communicate()}"
+        time.sleep(0.05)
+    raise AssertionError("the run never reached its epoch")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dogs_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("whole")
+    proc = subprocess.run([sys.executable, "-m", "kaggletools", "train", REDUX, "--data", str(dogs_dir), "--runs",
+                           str(root), *TINY], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return _only_run(root)
+
+
+@pytest.mark.parametrize("sig,code,status", [(signal.SIGTERM, 143, "interrupted"), (signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGKILL, -9, "killed")])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(dogs_dir, tmp_path, uninterrupted, sig, code, status):
+    root = tmp_path / "runs"
+    proc = _start(dogs_dir, root)
+    folder = _wait_for_epochs(root, 1, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    if sig != signal.SIGKILL:
+        assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted")
+    assert runs.Run(folder).status() == status and not (folder / "model.pt").exists()
+    with pytest.raises(RunError, match="not a finished run"):
+        api.predict(folder)
+    resumed = subprocess.run([sys.executable, "-m", "kaggletools", "train", "--resume", str(folder), "--quiet"],
+                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert runs.Run(folder).status() == "finished" and not (folder / "failed.json").exists()
+    resumed, whole = _weights(folder), _weights(uninterrupted)
+    assert resumed.keys() == whole.keys()
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole), "resumed weights differ from an uninterrupted run"
+    assert len(pd.read_csv(folder / "metrics.csv")) == 4
+
+
+def test_resume_refuses_a_finished_run_and_recipe_changes(uninterrupted):
+    with pytest.raises(RunError, match="already finished"):
+        api.train(None, None, resume=uninterrupted)
+    with pytest.raises(OptionError, match="own recipe"):
+        api.train(REDUX, None, resume=uninterrupted, lr=1.0)
+
+
+def test_keep_best_keeps_the_best_epoch(dogs_dir, tmp_path):
+    run = api.train(REDUX, dogs_dir, runs_dir=tmp_path, keep="best", **TINY_API)
+    history = pd.read_csv(run.file("metrics.csv"))
+    kept = run.load_json("report.json")["kept"]
+    assert kept["epoch"] == int(history.loc[history["log_loss"].idxmin(), "epoch"])
+    assert kept["score"] == pytest.approx(history["log_loss"].min())
+    assert not run.file("best.pt").exists() and not run.file("checkpoint.pt").exists()
+
+
+def test_final_fit_on_every_item_takes_post_processing_from_a_validated_run(dogs_dir, tmp_path, uninterrupted):
+    with pytest.raises(OptionError, match="post-from.*no such run"):
+        api.train(REDUX, dogs_dir, runs_dir=tmp_path, valid_frac=0, post_from=str(tmp_path / "nope"), **TINY_API)
+    run = api.train(REDUX, dogs_dir, runs_dir=tmp_path, valid_frac=0, post_from=str(uninterrupted), **TINY_API)
+    report = run.load_json("report.json")
+    assert report["n_valid"] == 0 and "another run" in report["note"]
+    assert report["post"] == json.loads((uninterrupted / "report.json").read_text())["post"]
+    assert not pd.read_csv(run.file("split.csv"))["is_valid"].any()
+    csv = api.predict(run.path, dogs_dir, out=tmp_path / "final.csv", progress=False)
+    api.validate(REDUX, csv, dogs_dir)
+
+
+def test_blend_of_runs_and_the_list_of_runs(dogs_dir, tmp_path, uninterrupted):
+    other = api.train(REDUX, dogs_dir, runs_dir=tmp_path, **{**TINY_API, "seed": 7})
+    result = api.blend([uninterrupted, other.path], weights=[1, 3], out=tmp_path / "blend.csv", progress=False)
+    assert result["validation"] == "shared" and result["weights"] == pytest.approx([0.25, 0.75])
+    api.validate(REDUX, tmp_path / "blend.csv", dogs_dir)
+    test = [pd.read_csv(p / "test_predictions.csv") for p in (uninterrupted, other.path)]
+    blended = pd.read_csv(Path(result["folder"]) / "test_predictions.csv")
+    assert np.allclose(blended["dog_prob"], 0.25 * test[0]["dog_prob"] + 0.75 * test[1]["dog_prob"])
+    with pytest.raises(RunError, match="one non-negative weight per run"):
+        api.blend([uninterrupted, other.path], weights=[1], out=tmp_path / "x.csv")
+    listed = api.runs(REDUX, tmp_path)
+    assert list(listed["status"]) == ["finished"] * len(listed) and str(other.path) in set(listed["run"])
+    finished = listed[listed["backbone"] == "resnet18"]
+    assert list(finished["plain"]) == sorted(finished["plain"]), "best (lowest log loss) first"
+
+
+def test_check_is_a_dry_run_and_typos_fail_before_any_run_folder(dogs_dir, tmp_path, capsys):
+    report = api.check(REDUX, dogs_dir, backbone="resnet18", pretrained=False, size=32, batch_size=8,
+                       runs_dir=tmp_path / "runs")
+    assert report["train"] + report["valid"] == 48 and report["output_shape"] == [8, 1]
+    assert report["classes"]["dog"]["valid"] > 0 and report["epoch_seconds_estimate"] > 0
+    assert not (tmp_path / "runs").exists()
+    for typo, said in ((["--tta", "flp"], "invalid choice: 'flp'"), (["--backbone", "resnet35"], "resnet34"),
+                       (["--valid-frac", "1.5"], "valid-frac"), (["--fold", "3", "--folds", "2"], "fold 3")):
+        assert cli(["train", REDUX, "--data", str(dogs_dir), "--runs", str(tmp_path / "runs"), *typo]) != 0
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unusable_model_files_are_one_line_errors(uninterrupted, tmp_path, capsys):
+    for name, payload in (("empty", b""), ("garbage", b"not a torch file at all")):
+        folder = tmp_path / name
+        import shutil
+
+        shutil.copytree(uninterrupted, folder)
+        (folder / "model.pt").write_bytes(payload)
+        assert cli(["predict", str(folder), "--out", str(tmp_path / f"{name}.csv")]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "model.pt cannot be read" in err and "Traceback" not in err
+    foreign = tmp_path / "foreign"
+    shutil.copytree(uninterrupted, foreign)
+    state = torch.load(foreign / "model.pt", weights_only=True)
+    state["meta"]["recipe"]["backbone"] = "resnet34"  # weights of resnet18 claimed to be resnet34's
+    torch.save(state, foreign / "model.pt")
+    assert cli(["predict", str(foreign), "--out", str(tmp_path / "f.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit resnet34" in err and len(err) < 400
+    assert not list(tmp_path.glob("*.csv"))
+
+
+def test_sgdr_restarts_at_each_cycle_and_one_cycle_peaks():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = schedules.SGDR(opt, steps_per_epoch=4, epochs=7, cycle_len=1, cycle_mult=2)  # cycles of 1, 2, 4 epochs
+    rates = []
+    for _ in range(28):
+        rates.append(opt.param_groups[0]["lr"])
+        sched.step()
+    assert [i for i in range(1, 28) if rates[i] > rates[i - 1]] == [4, 12]  # restarts after 1 and 3 epochs
+    assert rates[0] == rates[4] == rates[12] == 1.0 and rates[11] < 0.2
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cycle = schedules.OneCycle(opt, 10, pct_start=0.3, div=5)
+    seen = []
+    for _ in range(10):
+        seen.append(opt.param_groups[0]["lr"])
+        cycle.step()
+    assert seen[0] == pytest.approx(0.2) and max(seen) == pytest.approx(1.0, abs=0.1) and seen[-1] < 0.1
+    state = cycle.state_dict()
+    again = schedules.OneCycle(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 0.3, 5)
+    again.load_state_dict(state)
+    assert again.optimizer.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
