@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -118,6 +119,14 @@ def _parse_test(record: dict):
     return parse_record(record, train=False)
 
 
+class AngleStats(NamedTuple):
+    """Of train.json's known incidence angles: the median (for imputing), mean and std."""
+
+    median: float
+    mean: float
+    std: float
+
+
 @register("statoil-iceberg-classifier-challenge", "iceberg")
 class Iceberg(BinaryLogLoss):
     title = "Statoil/C-CORE Iceberg Classifier Challenge"
@@ -172,7 +181,7 @@ class Iceberg(BinaryLogLoss):
         df["angle_norm"] = ((angle.fillna(median) - mean) / std).astype(np.float32)
         return df
 
-    def angle_stats(self, data_dir: Path, fallback: pd.Series | None = None) -> tuple[float, float, float]:
+    def angle_stats(self, data_dir: Path, fallback: pd.Series | None = None) -> "AngleStats":
         """Median (for imputing), mean and std of train.json's known angles (no labels involved);
         a folder without train.json uses `fallback`'s."""
         if _find(Path(data_dir), "train.json") is not None:
@@ -181,9 +190,9 @@ class Iceberg(BinaryLogLoss):
             angles = fallback if fallback is not None else pd.Series(dtype=float)
         angles = angles.dropna()
         if len(angles) == 0:
-            return 39.0, 39.0, 1.0
+            return AngleStats(39.0, 39.0, 1.0)
         std = float(angles.std(ddof=0)) if len(angles) > 1 else 0.0
-        return float(angles.median()), float(angles.mean()), std if std > 1e-6 else 1.0
+        return AngleStats(float(angles.median()), float(angles.mean()), std if std > 1e-6 else 1.0)
 
     def load(self, source: str, data_dir: Path, side: int | None = None) -> np.ndarray:
         """(75, 75, 3) float32 in dB: band_1, band_2 and their mean (always the native 75 px)."""

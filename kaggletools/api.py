@@ -8,6 +8,7 @@ Recipe fields (what to train) and run options (how) are keyword arguments of `tr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -103,10 +104,16 @@ def sample(name: str, data_dir: Path, out: Path | None = None, n_train: int = 20
 
 
 # -- training ---------------------------------------------------------------------------------------
-def settings(name: str, overrides: dict) -> tuple[Competition, opts.Recipe, opts.RunOptions]:
+class Settings(NamedTuple):
+    competition: Competition
+    recipe: opts.Recipe
+    options: opts.RunOptions
+
+
+def settings(name: str, overrides: dict) -> Settings:
+    """The competition, its recipe and default run options with `overrides` applied to each."""
     comp = registry.get(name)
-    recipe, run_options = opts.resolve(comp.recipe, overrides)
-    return comp, recipe, run_options
+    return Settings(comp, *opts.resolve(comp.recipe, overrides))
 
 
 def check(name: str, data_dir: Path, **overrides) -> dict:
@@ -143,8 +150,9 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
         if set(overrides) - allowed:
             raise opts.OptionError(f"--resume continues a run with its own recipe and options; only "
                                    f"{', '.join(sorted(allowed))} may change, not {sorted(set(overrides) - allowed)}")
-        slug, data_dir, recipe, run_options = training.resume_settings(resume)
-        return training.train(registry.get(slug), data_dir, recipe, run_options.replace(**overrides), resume=resume)
+        saved = training.resume_settings(resume)
+        return training.train(registry.get(saved.competition), saved.data_dir, saved.recipe,
+                              saved.options.replace(**overrides), resume=resume)
     comp, recipe, run_options = settings(name, overrides)
     return training.train(comp, Path(data_dir), recipe, run_options, folder=folder)
 
@@ -192,11 +200,9 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
                    **overrides) -> dict:
     """K-fold: one run per fold (in one folder), then the folds blended: out-of-fold score and
     post-processing, fold-averaged test probabilities, one validated submission."""
-    from kaggletools import blend as blending, inference, runs
+    from kaggletools import blend as blending, inference, runs, training
 
     comp, recipe, run_options = settings(name, {**overrides, "folds": folds})
-    from kaggletools import training
-
     training.check_options(recipe, run_options)
     cv = runs.Run.create(Path(run_options.runs_dir) / comp.slug, f"cv{folds}")
     out = Path(out) if out else SUBMISSIONS / f"{comp.slug}-{cv.path.name}.csv"

@@ -29,7 +29,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -335,12 +335,20 @@ def item_source(rel_path: str, token: str, index: int) -> str:
     return f"{rel_path}?{token}#{index}"
 
 
-def parse_source(source: str) -> tuple[str, str, int]:
+class Source(NamedTuple):
+    """An array item's source: the .npy file (relative), the conversion's token, the row."""
+
+    path: str
+    token: str
+    index: int
+
+
+def parse_source(source: str) -> Source:
     rest, _, index = str(source).rpartition("#")
     rel, _, token = rest.rpartition("?")
     if not rel or not index.isdigit():
         raise CompetitionError(f"{source!r} is not an array item source '<file.npy>?<token>#<index>'")
-    return rel, token, int(index)
+    return Source(rel, token, int(index))
 
 
 def read_item(data_dir: Path, source: str) -> np.ndarray:

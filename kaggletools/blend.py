@@ -11,6 +11,7 @@ Either way post-processing is tuned on the result and scored honestly (kaggletoo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -98,21 +99,28 @@ def _test_probabilities(saved, data_dir: Path, show: bool) -> tuple[list, list[n
                        for t in tables]
 
 
-def _validation(saved, w: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, str]:
-    """(ids, targets, probabilities, how) of the blend's validation items; see the module's docstring."""
+class Validation(NamedTuple):
+    ids: list
+    y: np.ndarray
+    probs: np.ndarray
+    how: str
+
+
+def _validation(saved, w: np.ndarray) -> Validation:
+    """The blend's validation items, targets and probabilities, and how they combine (the docstring above)."""
     comp = saved[0].competition
     none = ([], np.zeros((0, comp.n_outputs)), np.zeros((0, comp.n_outputs)))
     tables = [pd.read_csv(s.run.file("valid_predictions.csv"), dtype={"id": str})
               for s in saved if s.run.file("valid_predictions.csv").is_file()]
     if len(tables) != len(saved):
-        return (*none, "none (a run has no validation items)")
+        return Validation(*none, "none (a run has no validation items)")
     common = set.intersection(*(set(t["id"]) for t in tables))
     if common:
         keep = sorted(common)
         parts = [validation.read_prediction_table(comp, t.set_index("id").loc[keep].reset_index()) for t in tables]
-        return keep, parts[0][0], np.tensordot(w, np.stack([p for _, p in parts]), 1), "shared"
+        return Validation(keep, parts[0][0], np.tensordot(w, np.stack([p for _, p in parts]), 1), "shared")
     pooled = pd.concat(tables, ignore_index=True)
     if pooled["id"].duplicated().any():
-        return (*none, "none (validation items overlap partly)")
+        return Validation(*none, "none (validation items overlap partly)")
     y, p = validation.read_prediction_table(comp, pooled)
-    return list(pooled["id"]), y, p, "out-of-fold"
+    return Validation(list(pooled["id"]), y, p, "out-of-fold")

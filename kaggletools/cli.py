@@ -29,13 +29,20 @@ def _version() -> str:
     return f"kaggletools {kaggletools.__version__}"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the verb's -h shows the rest)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} -h`)\n")
+
+
 def parser(recipe=None) -> argparse.ArgumentParser:
     """The whole command line; `recipe`: the named competition's, to show its defaults in help."""
-    p = argparse.ArgumentParser(prog="kaggletools", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="kaggletools", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
@@ -148,7 +155,10 @@ def _named_recipe(argv: list[str]):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("KAGGLETOOLS_DEBUG", "") not in ("", "0")
-    args = parser(_named_recipe(argv)).parse_args(argv)
+    try:
+        args = parser(_named_recipe(argv)).parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error (already printed)
+        return int(e.code or 0)
     from kaggletools import progress, signals
     from kaggletools.errors import Interrupted
 

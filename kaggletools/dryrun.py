@@ -83,7 +83,7 @@ def _one_batch(exp: Experiment, recipe: Recipe, options: RunOptions) -> dict:
             torch.cuda.synchronize()
         timings.append(time.perf_counter() - start)
     n_train = int((~exp.split.valid).sum())
-    return {"batch_shape": list(x.shape), "output_shape": list(logits.shape), "loss": float(loss),
+    return {"batch_shape": list(x.shape), "output_shape": list(logits.shape), "loss": float(loss.detach()),
             "step_seconds": timings[-1], "device": str(dev), "precision": precision.dtype,
             "epoch_seconds_estimate": timings[-1] * max(1, n_train // max(n, 1)),
             "decode_seconds_estimate": decode_seconds * len(exp.items)}

@@ -100,6 +100,8 @@ class Run:
             return self.load_json(FAILED).get("status", "failed") if self._readable(FAILED) else "failed"
         if (self.path / WEIGHTS).is_file():
             return "finished"
+        if (self.path / "report.json").is_file() and "blend" in self.load_json("config.json"):
+            return "finished"  # a blend holds predictions, not weights
         return "killed" if (self.path / CHECKPOINT).is_file() or (self.path / "metrics.csv").is_file() else "empty"
 
     def explain(self, status: str) -> str:

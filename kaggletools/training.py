@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -151,7 +152,14 @@ def _finish(run: runs.Run, exp: Experiment, learner: Learner, info, report: dict
         run.file(name).unlink(missing_ok=True)
 
 
-def resume_settings(run_dir: Path) -> tuple[str, Path, Recipe, RunOptions]:
+class Resumable(NamedTuple):
+    competition: str
+    data_dir: Path
+    recipe: Recipe
+    options: RunOptions
+
+
+def resume_settings(run_dir: Path) -> Resumable:
     """The competition, data folder, recipe and options of a run to resume."""
     run = runs.Run.open(run_dir, finished=False)
     status = run.status()
@@ -160,5 +168,5 @@ def resume_settings(run_dir: Path) -> tuple[str, Path, Recipe, RunOptions]:
     if not run.file(runs.CHECKPOINT).is_file():
         raise RunError(f"{run.path} has no checkpoint (it stopped before its first epoch ended); train again")
     config = run.load_json("config.json")
-    return (config["competition"], Path(config["data_dir"]), Recipe.from_dict(config["recipe"]),
-            RunOptions.from_dict(config["options"]))
+    return Resumable(config["competition"], Path(config["data_dir"]), Recipe.from_dict(config["recipe"]),
+                     RunOptions.from_dict(config["options"]))
