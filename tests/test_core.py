@@ -226,3 +226,20 @@ def test_predict_needs_a_finished_run_folder(tmp_path, capsys):
     assert cli(["predict", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_prepare_add_twice_is_a_no_op(tmp_path, capsys):
+    comp = competition.get(REDUX)
+    elsewhere = tmp_path / "elsewhere"
+    comp.make_fixture(elsewhere, n_train=8, n_test=4, seed=0, side=48)
+    archive = elsewhere / f"{REDUX}.zip"
+    data_dir = tmp_path / "data"
+    for _ in range(2):
+        assert cli(["prepare", REDUX, "--data", str(data_dir), "--add", str(archive), "-q"]) == 0
+    assert sorted(p.name for p in data_dir.iterdir() if not p.name.startswith(".")) == \
+        sorted([archive.name, "sample_submission.csv", "test", "train"])
+    other = tmp_path / "other" / archive.name
+    other.parent.mkdir()
+    other.write_bytes(b"PK\x05\x06" + bytes(18))  # another file of the same name
+    assert cli(["prepare", REDUX, "--data", str(data_dir), "--add", str(other)]) == 1
+    assert "already exists and is not" in capsys.readouterr().err
