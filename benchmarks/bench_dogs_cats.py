@@ -1,9 +1,13 @@
-"""The same Dogs vs. Cats job with kaggletools and with fastai, phase by phase.
+"""The same Dogs vs. Cats job with kaggletools and with fastai, phase by phase; on a GPU also the
+decode of the cache on the CPU and on the GPU, channels_last, --compile and the precisions.
 
     python benchmarks/bench_dogs_cats.py                       # the default job, both frameworks
     python benchmarks/bench_dogs_cats.py --limit 200           # a quick check on 200 images
-    python benchmarks/bench_dogs_cats.py --only kaggletools --device cuda --synthetic 25000 \\
-        --backbone resnet34 --no-pretrained                    # GPU images/s on a full-size set
+    bash benchmarks/gpu_check.sh                               # one GPU session: everything below
+    python benchmarks/bench_dogs_cats.py --device cuda --synthetic 25000 --backbone resnet34 \\
+        --no-pretrained --variants no-channels-last,fp16,compile --sync-audit --fastai-if-available
+    python benchmarks/bench_dogs_cats.py --device cpu --synthetic 200 --size 64 --backbone resnet18 \\
+        --no-pretrained --only kaggletools --variants no-channels-last,fp32   # smoke test on a CPU
 
 The default job: the 2,002 labelled images of ../shared/data/dogs-vs-cats, one fixed stratified
 80/20 split (kaggletools' `data.split`, seed 42) used by both frameworks (the held-out set is the
@@ -15,9 +19,15 @@ Each framework runs in a subprocess of its own (fastai with --fastai-python, a s
 see benchmarks/README.md), alternating kaggletools, fastai, kaggletools, fastai ... with
 --repeat. Each subprocess reports per phase the wall seconds, images/s, peak memory (resident
 set of the process, and proportional set size of the process with its loader workers, sampled
-every 20 ms) and, where a phase ends in predictions, the held-out error and log loss. The
-parent prints a table with the time ratio kaggletools/fastai and writes it as JSON and Markdown
-with the hardware, versions and the exact command.
+every 20 ms; peak GPU memory on CUDA) and, where a phase ends in predictions, the held-out error
+and log loss; per epoch also the training images/s, the time blocked waiting for batches and
+the compute time (kaggletools' metrics.csv columns). The kaggletools worker also times the
+decode-once cache built with PIL and with torchvision's decoder on the device (nvjpeg on CUDA),
+fine-tunes a fresh model per --variants entry, and with --sync-audit counts the host-device
+synchronisations per training step. The parent prints tables with the time ratio
+kaggletools/fastai and writes them as JSON and Markdown with the hardware (CPU, GPU, driver),
+versions and the exact command. A worker that fails or passes --worker-timeout leaves what it
+measured so far.
 
 Nothing here is imported by kaggletools; the fastai side imports nothing from kaggletools.
 """
@@ -43,7 +53,6 @@ REPO = HERE.parents[1]
 SLUG = "dogs-vs-cats-redux-kernels-edition"
 LABELS = ("cat", "dog")
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "dogs-vs-cats"
-DEFAULT_FASTAI_PYTHON = "/work/venv-fastai/bin/python"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"  # torchvision's IMAGENET1K_V1 checkpoint name
 
 
@@ -91,6 +100,7 @@ class Meter:
         self.rows: list[dict] = []
         self.open: dict[str, dict] = {}
         self.sync, self.cuda = sync or (lambda: None), cuda
+        self.on_stop = None  # called with the rows after every phase (a worker saves what it has)
         self.linux = Path("/proc/self/statm").exists()
         self._stop = threading.Event()
         threading.Thread(target=self._sample, daemon=True).start()
@@ -133,6 +143,8 @@ class Meter:
             row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
         row.update(extra)
         self.rows.append(row)
+        if self.on_stop:
+            self.on_stop(self.rows)
         print(f"  {name}: {row['seconds']:.2f} s" + "".join(f", {k} {v:.4f}" for k, v in extra.items()
                                                         if isinstance(v, float)), file=sys.stderr, flush=True)
         return row
@@ -181,15 +193,160 @@ def epoch_names(spec: dict) -> list[str]:
 
 
 # == the kaggletools worker ===================================================================
-def work_kaggletools(spec: dict) -> dict:
-    """Cache build, two data-loading epochs, fine-tune, predictions, and precompute."""
+VARIANTS = {  # name -> RunOptions overrides; each trains a fresh model on the same cache
+    "no-channels-last": {"channels_last": False},
+    "channels-last": {"channels_last": True},
+    "compile": {"compile": True},
+    "fp16": {"amp": "fp16"},      # the T4/V100/P100 path (gradient scaler) on this card
+    "bf16": {"amp": "bf16"},
+    "fp32": {"amp": "off"},
+    "cudnn-benchmark": {},          # torch.backends.cudnn.benchmark = True (kaggletools leaves it off)
+}
+
+
+def _options(spec: dict, **overrides):
+    from kaggletools.options import RunOptions
+
+    base = {"device": spec["device"], "amp": spec["kt_amp"], "channels_last": spec["kt_channels_last"],
+            "compile": spec["compile"], "train_bn": spec["train_bn"], "progress": False}
+    return RunOptions(**{k: v for k, v in {**base, **overrides}.items() if v is not None})
+
+
+def _epoch_extra(row: dict) -> dict:
+    """What a Learner's epoch row says about where the time went (metrics.csv's columns)."""
+    return {"error": row["error_rate"], "log_loss": row["valid_loss"], "train_images_per_s": row["train_images_per_s"],
+            "data_wait_s": row["data_wait_s"], "compute_s": row["compute_s"],
+            "valid_s": round(row["seconds"] - row["data_wait_s"] - row["compute_s"], 3)}
+
+
+def decode_bench(meter, spec: dict, comp, data_dir: Path, items, side: int, dev) -> dict:
+    """The decode-once cache built with PIL on CPU threads and with torchvision's decoder on the
+    device (nvjpeg on CUDA), each into a scratch cache; then the cache the pipeline builds for a
+    training device `dev` (nvjpeg on CUDA, PIL on the CPU), which the training phases read."""
+    import torch
+
+    from kaggletools import cache
+
+    root, out = os.environ["KAGGLETOOLS_CACHE"], {}
+    workers = min(8, os.cpu_count() or 1)
+    runs = [("decode once: PIL", "pil", None, f"PIL, {workers} threads")]
+    if spec["decode_bench"]:
+        runs.append(("decode once: torchvision", "torchvision", dev,
+                     f"torchvision.io.decode_jpeg on {dev}" + (" (nvjpeg)" if dev.type == "cuda" else ", one thread")))
+    for name, decoder, device, label in runs:
+        scratch = Path(root) / f"bench-{decoder}"
+        os.environ["KAGGLETOOLS_CACHE"] = str(scratch)
+        try:
+            if decoder == "torchvision":  # warm up the decoder (CUDA context, nvjpeg handles): not timed
+                cache.load_items(comp, data_dir, items.iloc[:8], side, progress=False, device=device, decoder=decoder)
+            with meter.phase(f"{name} ({label})", len(items)):
+                array = cache.load_items(comp, data_dir, items, side, progress=False, device=device, decoder=decoder)
+            meta = json.loads(Path(array.filename).with_suffix(".json").read_text())
+            out[decoder] = {k: v for k, v in meta.items() if k in ("decoder", "device", "fallback", "fallback_reasons")}
+            del array
+        finally:
+            os.environ["KAGGLETOOLS_CACHE"] = root
+            shutil.rmtree(scratch, ignore_errors=True)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    with meter.phase("cache build (decode once)", len(items)):
+        array = cache.load_items(comp, data_dir, items, side, progress=False, device=dev)
+    out["pipeline"] = json.loads(Path(array.filename).with_suffix(".json").read_text()).get("decoder", "pil")
+    return out
+
+
+def sync_audit(exp, dev, steps: int = 8) -> dict:
+    """Host-device synchronisations per training step, counted by torch.cuda.set_sync_debug_mode:
+    one frozen and one unfrozen run of `steps` and of 2 * `steps` steps through the Learner's own
+    loop (each ends with the same validation pass), so the difference is what the steps add."""
+    import warnings
+
+    import torch
+
+    if dev.type != "cuda":
+        return {"note": "CUDA only"}
+    learner, _ = exp.learner(dev)
+    out = {"precision": learner.precision.dtype}
+    for name in ("frozen", "unfrozen"):
+        counts, where = [], {}
+        for n in (steps, 2 * steps):
+            phase = learner.phase(name, 1, learner.recipe.lr)
+            opt = learner._optimizer(phase.groups)
+            sched = phase.schedule(opt, phase.n_batches)
+            phase.modes()
+            learner._epoch(phase, opt, sched, max_steps=1)  # warm-up (cuDNN autotuning, allocator)
+            torch.cuda.synchronize()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    learner._epoch(phase, opt, sched, max_steps=n)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+            syncs = [w for w in caught if "synchroniz" in str(w.message)]
+            counts.append(len(syncs))
+            for w in syncs:
+                key = f"{Path(w.filename).name}:{w.lineno}"
+                where[key] = where.get(key, 0) + (1 if n == 2 * steps else -1)
+        out[name] = {"syncs_per_step": (counts[1] - counts[0]) / steps, f"syncs_{steps}_steps": counts[0],
+                     f"syncs_{2 * steps}_steps": counts[1], "added_by_steps_at": {k: v for k, v in where.items() if v}}
+    del learner
+    return out
+
+
+def run_variants(meter, spec: dict, comp, data_dir: Path, dev, started: float) -> list[dict]:
+    """Each variant (channels_last off, --compile, fp16, ...) trains a fresh model through the same
+    fine_tune; its epoch rows give images/s, data wait and compute. --compile gets two epochs per
+    phase: the first includes compiling, the second is the steady state."""
+    import torch
+
+    from kaggletools.experiment import Experiment
+
+    rows = []
+    for name in spec["variants"]:
+        if spec["budget_s"] and time.perf_counter() - started > spec["budget_s"]:
+            rows.append({"variant": name, "skipped": f"time budget of {spec['budget_s']} s spent"})
+            print(f"  variant {name}: skipped (time budget)", file=sys.stderr, flush=True)
+            continue
+        epochs = 2 if name == "compile" else 1
+        r = comp.recipe.replace(**{**spec["recipe"], "freeze_epochs": epochs, "epochs": epochs})
+        exp = Experiment.from_folder(comp, data_dir, r, _options(spec, **VARIANTS[name]))
+        t0 = time.perf_counter()
+        torch.backends.cudnn.benchmark = name == "cudnn-benchmark"
+        try:
+            learner, _ = exp.learner(dev)
+            learner.fit()
+        except Exception as e:  # e.g. no compiler on this machine: the other variants still run
+            rows.append({"variant": name, "failed": f"{type(e).__name__}: {str(e)[:300]}"})
+            print(f"  variant {name}: failed: {e}", file=sys.stderr, flush=True)
+            continue
+        finally:
+            torch.backends.cudnn.benchmark = False
+        for k, row in enumerate(learner.history):
+            rows.append({"variant": name, "precision": learner.precision.dtype, "channels_last": learner.channels_last,
+                         "compile": exp.options.compile, "phase": row["phase"], "epoch": k + 1,
+                         "seconds": row["seconds"], **_epoch_extra(row)})
+        rows[-1]["variant_seconds"] = round(time.perf_counter() - t0, 2)
+        print(f"  variant {name}: " + ", ".join(f"{r['phase']} {r['train_images_per_s']} img/s"
+                                                for r in rows if r.get("variant") == name and "phase" in r),
+              file=sys.stderr, flush=True)
+        del learner
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def work_kaggletools(spec: dict, save=None) -> dict:
+    """Decode (PIL and the device's decoder), two data-loading epochs, fine-tune, predictions,
+    precompute, variants (channels_last, --compile, precisions) and the sync audit."""
     import numpy as np
     import torch
 
     import kaggletools
-    from kaggletools import api, cache, competition, data
+    from kaggletools import api, competition
+    from kaggletools.device import optimizer_options
+    from kaggletools.experiment import Experiment
     from kaggletools.loaders import batches
-    from kaggletools.train import Dist
 
     started = time.perf_counter()
     if spec["threads"]:
@@ -199,17 +356,34 @@ def work_kaggletools(spec: dict) -> dict:
     comp = competition.get(SLUG)
     r = comp.recipe.replace(**spec["recipe"])
     data_dir = Path(spec["data_dir"])
-    items = data.train_items(comp, data_dir)
+    exp = Experiment.from_folder(comp, data_dir, r, _options(spec))
+    items = exp.items
     valid = items["source"].isin(set(spec["valid_sources"])).to_numpy()
     assert valid.sum() == len(spec["valid_sources"]), "the split does not match the data folder"
+    assert (exp.split.valid == valid).all(), "Experiment's split is not the benchmark's"
     n_train, n_valid = int((~valid).sum()), int(valid.sum())
     y_valid = comp.targets(items)[valid][:, 0]
+    result = {"framework": "kaggletools", "phases": meter.rows}
+
+    def checkpoint(**more):  # what is measured so far survives a timeout of this worker
+        result.update(more)
+        if save:
+            save(result)
 
     # epoch 1 decodes every item into the cache, then reads it; later epochs only read it
-    with meter.phase("cache build (decode once)", len(items)):
-        cache.load_items(comp, data_dir, items, r.cache_side, progress=False)
-    learner, _ = api._learner(comp, r, data_dir, items, valid, dev, Dist(), False, None, spec["kt_amp"],
-                              spec["kt_channels_last"], spec["compile"], spec["train_bn"])
+    decoders = decode_bench(meter, spec, comp, data_dir, items, r.cache_side, dev)
+    checkpoint(decoders=decoders)
+    names = iter(epoch_names(spec))
+    current = [None]
+
+    def on_epoch(learner, position):  # the Learner's per-epoch hook: close this epoch's phase, open the next
+        meter.stop(current[0], **_epoch_extra(learner.history[-1]))
+        current[0] = next(names, None)
+        if current[0]:
+            meter.start(current[0], n_train + n_valid)
+        checkpoint()
+
+    learner, _ = exp.learner(dev, on_epoch=on_epoch)
     d = learner.data
 
     def read(epoch):  # loading only: shuffled uint8 batches from the cache, on the device
@@ -217,7 +391,7 @@ def work_kaggletools(spec: dict) -> dict:
             pass
 
     def read_and_augment(epoch):  # what the model gets: the loop's own batches, normalised and warped
-        for _ in learner._train_batches(epoch):
+        for _ in learner._image_batches(epoch):
             pass
 
     for epoch, (name, fn) in enumerate([("read", read), ("read + augment", read_and_augment)] * 2):
@@ -228,57 +402,75 @@ def work_kaggletools(spec: dict) -> dict:
     meter.combine("data + augmentation, epoch 1", ["cache build (decode once)", "read + augment 1"], n_train,
                   drop=("read + augment 1",))
     meter.combine("data + augmentation, epoch 2", ["read + augment 2"], n_train, drop=("read + augment 2",))
+    result["phases"] = meter.rows
     setup = time.perf_counter() - started
+    checkpoint(setup_seconds=setup)
 
-    names = iter(epoch_names(spec))
-
-    def log(row):  # Learner's per-epoch hook: close this epoch's phase, open the next one
-        meter.stop(current[0], error=row["error_rate"], log_loss=row["valid_loss"])
-        current[0] = next(names, None)
-        if current[0]:
-            meter.start(current[0], n_train + n_valid)
-
-    learner.log, current = log, [next(names, None)]
+    current[0] = next(names, None)
     if current[0]:  # --freeze-epochs 0 --epochs 0: data, prediction and precompute only
         with meter.phase("fine-tune (all epochs)", (n_train + n_valid) * (spec["freeze_epochs"] + spec["epochs"])) as out:
             meter.start(current[0], n_train + n_valid)
-            learner.fine_tune()
+            learner.fit()
             out.update(error=learner.history[-1]["error_rate"], log_loss=learner.history[-1]["valid_loss"])
     with meter.phase("predict held-out (plain)", n_valid) as out:
-        out.update(scores(y_valid, learner.predict(learner.data.array, learner.data.valid_idx, "none")["plain"][:, 0]))
+        out.update(scores(y_valid, learner.predict(d.valid_idx, "none").plain[:, 0]))
     with meter.phase(f"predict held-out (TTA: {spec['kt_tta_views']} views)", n_valid) as out:
-        out.update(scores(y_valid, learner.predict(learner.data.array, learner.data.valid_idx, r.tta)["tta"][:, 0]))
-    learner = d = None  # free the model and its optimiser before the precompute run
+        out.update(scores(y_valid, learner.predict(d.valid_idx, r.tta).tta[:, 0]))
+    settings = {"amp": spec["kt_amp"], "precision": learner.precision.dtype, "channels_last": learner.channels_last,
+                "compile": spec["compile"], "threads": torch.get_num_threads(),
+                "tta": f"{r.tta} ({spec['kt_tta_views']} views)", "cache_side": r.cache_side,
+                "train_bn": spec["train_bn"],
+                "optimizer": "AdamW" + (" (fused)" if optimizer_options(dev).get("fused") else "")}
+    result["phases"] = meter.rows
+    checkpoint(settings=settings)
+    learner = d = None  # free the model and its optimiser before the next runs
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
 
-    with tempfile.TemporaryDirectory() as runs, meter.phase("precompute + 3 head epochs (api.train)", len(items)) as out:
-        run = api.train(SLUG, data_dir, runs_dir=Path(runs), precompute=3, device=spec["device"], progress=False,
-                        amp=spec["kt_amp"], channels_last=spec["kt_channels_last"],
-                        **{**spec["recipe"], "epochs": 0, "freeze_epochs": 0})
-        history = run.load_json("report.json")["epochs"]
-        same_split = run.path.joinpath("split.csv").read_text()
-        out.update(error=history[-1]["error_rate"], log_loss=history[-1]["valid_loss"],
-                   feature_seconds=history[0]["feature_seconds"],
-                   head_epoch_seconds=sum(h["seconds"] for h in history))
-    import pandas as pd
-    from io import StringIO
+    if spec["precompute"]:
+        with tempfile.TemporaryDirectory() as runs, meter.phase("precompute + 3 head epochs (api.train)", len(items)) as out:
+            run = api.train(SLUG, data_dir, runs_dir=Path(runs), precompute=3, device=spec["device"], progress=False,
+                            amp=spec["kt_amp"], channels_last=spec["kt_channels_last"],
+                            **{**spec["recipe"], "epochs": 0, "freeze_epochs": 0})
+            history = run.load_json("report.json")["epochs"]
+            same_split = run.path.joinpath("split.csv").read_text()
+            out.update(error=history[-1]["error_rate"], log_loss=history[-1]["valid_loss"],
+                       feature_seconds=history[0]["feature_seconds"],
+                       head_epoch_seconds=sum(h["seconds"] for h in history))
+        import pandas as pd
+        from io import StringIO
 
-    split = pd.read_csv(StringIO(same_split), dtype={"id": str})
-    assert (split["is_valid"].to_numpy() == valid).all(), "api.train used another split than the benchmark"
+        split = pd.read_csv(StringIO(same_split), dtype={"id": str})
+        assert (split["is_valid"].to_numpy() == valid).all(), "api.train used another split than the benchmark"
+        checkpoint()
+
+    if spec["sync_audit"]:
+        checkpoint(sync_audit=sync_audit(exp, dev))
+    checkpoint(variants=run_variants(meter, spec, comp, data_dir, dev, started))
 
     import torchvision
 
-    return {"framework": "kaggletools", "phases": meter.close(), "setup_seconds": setup,
-            "versions": {"kaggletools": kaggletools.__version__, "torch": torch.__version__,
-                         "torchvision": torchvision.__version__, "numpy": np.__version__},
-            "settings": {"amp": spec["kt_amp"], "channels_last": learner_channels_last(spec, dev),
-                         "threads": torch.get_num_threads(), "tta": f"{r.tta} ({spec['kt_tta_views']} views)",
-                         "cache_side": r.cache_side, "train_bn": spec["train_bn"]}}
+    result.update({"phases": meter.close(), "setup_seconds": setup,
+                   "versions": {"kaggletools": kaggletools.__version__, "torch": torch.__version__,
+                                "torchvision": torchvision.__version__, "numpy": np.__version__,
+                                "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
+                   "settings": settings, "device": device_info(dev)})
+    return result
 
 
-def learner_channels_last(spec: dict, dev) -> bool:
-    from kaggletools.train import default_channels_last
+def device_info(dev) -> dict:
+    """The card as torch sees it (name, compute capability, memory) and the precision kaggletools picks."""
+    import torch
 
-    return default_channels_last(dev) if spec["kt_channels_last"] is None else spec["kt_channels_last"]
+    from kaggletools.device import choose_precision
+
+    info = {"device": str(dev), "auto_precision": choose_precision(dev)}
+    if dev.type == "cuda":
+        p = torch.cuda.get_device_properties(dev)
+        info.update(name=p.name, capability=list(torch.cuda.get_device_capability(dev)),
+                    memory_gb=round(p.total_memory / 2**30, 1), multiprocessors=p.multi_processor_count,
+                    devices=torch.cuda.device_count())
+    return info
 
 
 # == the fastai worker ========================================================================
@@ -303,7 +495,7 @@ def _install_weights() -> None:
     os.replace(target.with_suffix(".partial"), target)
 
 
-def work_fastai(spec: dict) -> dict:
+def work_fastai(spec: dict, save=None) -> dict:
     """The same job the way a fastai user writes it: DataBlock, vision_learner, fine_tune, tta."""
     import torch
     import torchvision
@@ -321,6 +513,9 @@ def work_fastai(spec: dict) -> dict:
     set_seed(spec["recipe"]["seed"])
     dev = torch.device(spec["device"])
     meter = Meter(torch.cuda.synchronize if dev.type == "cuda" else None, cuda=dev.type == "cuda")
+    if save:  # what is measured so far survives a timeout of this worker
+        meter.on_stop = lambda rows: save({"framework": "fastai", "phases": rows,
+                                           "versions": {"fastai": fastai.__version__, "torch": torch.__version__}})
     data_dir, r = Path(spec["data_dir"]), spec["recipe"]
     files = [data_dir / s for s in spec["train_sources"] + spec["valid_sources"]]
     n_train, n_valid = len(spec["train_sources"]), len(spec["valid_sources"])
@@ -372,10 +567,19 @@ def work_fastai(spec: dict) -> dict:
             self.phase = next(names)
             meter.start(self.phase, n_train + n_valid)
 
+        def before_train(self):
+            meter.sync()
+            self.t0 = time.perf_counter()
+
+        def after_train(self):  # the training half of the epoch alone, as kaggletools' train_images_per_s
+            meter.sync()
+            self.train_s = time.perf_counter() - self.t0
+
         def after_epoch(self):
             values = dict(zip(self.recorder.metric_names[1:], self.recorder.log[1:]))
             meter.stop(self.phase, error=float(values.get("error_rate", float("nan"))),
-                       log_loss=float(values.get("valid_loss", float("nan"))))
+                       log_loss=float(values.get("valid_loss", float("nan"))),
+                       train_images_per_s=round(n_train / max(self.train_s, 1e-9), 1))
 
     learn = vision_learner(dls, arch, weights=weights, pretrained=r["pretrained"], splitter=three_groups,
                            metrics=error_rate)
@@ -416,7 +620,7 @@ def work_fastai(spec: dict) -> dict:
 
 # == the parent: data, split, subprocesses, table =============================================
 def cpu_info() -> dict:
-    """Hardware as lscpu and the kernel report it."""
+    """Hardware as lscpu, the kernel and nvidia-smi report it."""
     info = {"machine": platform.machine(), "logical_cpus": os.cpu_count(), "platform": platform.platform()}
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -436,16 +640,34 @@ def cpu_info() -> dict:
     try:
         import torch
 
+        info["torch"] = torch.__version__
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
+            info["gpus"] = torch.cuda.device_count()
+            info["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+            info["cuda_runtime"] = torch.version.cuda
     except ImportError:
         pass
+    info.update(nvidia_smi())
     return info
 
 
+def nvidia_smi() -> dict:
+    """The card(s) and driver as nvidia-smi reports them (nothing without nvidia-smi)."""
+    fields = ["name", "driver_version", "memory.total", "power.limit", "clocks.max.sm", "pcie.link.gen.max"]
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return {}
+    cards = [dict(zip(fields, (v.strip() for v in line.split(",")))) for line in out.strip().splitlines()]
+    return {"nvidia_smi": cards, "driver": cards[0]["driver_version"]} if cards else {}
+
+
 def synthetic_data(folder: Path, n: int, pool: int = 500, seed: int = 0) -> Path:
-    """A Dogs-vs-Cats-sized labelled set: `n` JPEGs of about 500x375 (generated stand-in pets from
-    competitions.dogs_vs_cats; `pool` distinct images, hard-linked round-robin up to `n`)."""
+    """A Dogs-vs-Cats-sized labelled set: `n` JPEGs of 375 x 375-500 px, about 35 KB each (Kaggle's
+    photos: 22 KB on average): generated stand-in pets from competitions.dogs_vs_cats, `pool`
+    distinct images hard-linked round-robin up to `n` (each link is decoded as a file of its own)."""
     import numpy as np
 
     from kaggletools.competitions.dogs_vs_cats import _jpeg, synthetic_pet
@@ -482,13 +704,17 @@ def job(a, work: Path) -> dict:
     if a.limit:
         data_dir = data.sample(comp, data_dir, work / f"sample-{a.limit}-{data_dir.name}", n_train=a.limit, n_test=0)
     items = data.train_items(comp, data_dir)
-    valid = data.split(comp, items, a.valid_frac, a.seed)
+    valid = data.split(comp, items, a.valid_frac, a.seed).valid
     recipe = {"backbone": a.backbone, "size": a.size, "batch_size": a.batch_size, "freeze_epochs": a.freeze_epochs,
               "epochs": a.epochs, "lr": a.lr, "valid_frac": a.valid_frac, "seed": a.seed, "tta": "flip",
               "min_scale": comp.recipe.min_scale, "pretrained": a.pretrained}
     weights = str(models.pick_weights(a.backbone)) if a.pretrained else None
     from kaggletools.predict import views
 
+    variants = [v for v in a.variants.split(",") if v] if a.variants else []
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     return {"data_dir": str(data_dir.resolve()), "recipe": recipe, "weights": weights,
             "presize": comp.recipe.replace(size=a.size).cache_side,
             "train_sources": list(items["source"][~valid]), "valid_sources": list(items["source"][valid]),
@@ -496,7 +722,8 @@ def job(a, work: Path) -> dict:
             "kt_amp": a.kt_amp, "kt_channels_last": a.kt_channels_last, "compile": a.compile,
             "train_bn": a.train_bn, "kt_tta_views": len(views("flip")), "fastai_tfms": a.fastai_tfms,
             "fastai_workers": a.fastai_workers, "fastai_amp": a.fastai_amp,
-            "fastai_channels_last": a.fastai_channels_last}
+            "fastai_channels_last": a.fastai_channels_last, "variants": variants, "decode_bench": a.decode_bench,
+            "sync_audit": a.sync_audit, "precompute": a.precompute, "budget_s": a.budget}
 
 
 def warm_page_cache(data_dir: Path) -> None:
@@ -505,9 +732,12 @@ def warm_page_cache(data_dir: Path) -> None:
         path.read_bytes()
 
 
-def run_worker(framework: str, python: str, spec_path: Path, work: Path, rep: int, threads: int) -> dict:
-    """One framework's run in a fresh subprocess; its decode cache starts empty."""
+def run_worker(framework: str, python: str, spec_path: Path, work: Path, rep: int, threads: int,
+               timeout: float | None = None) -> dict:
+    """One framework's run in a fresh subprocess; its decode cache starts empty. A worker that
+    fails or runs past `timeout` seconds leaves what it measured so far, marked incomplete."""
     result = work / f"{framework}-{rep}.json"
+    result.unlink(missing_ok=True)
     cache_dir = work / f"kaggletools-cache-{rep}"
     shutil.rmtree(cache_dir, ignore_errors=True)
     env = {**os.environ, "KAGGLETOOLS_CACHE": str(cache_dir), "PYTHONPATH": str(REPO)}
@@ -516,19 +746,29 @@ def run_worker(framework: str, python: str, spec_path: Path, work: Path, rep: in
     cmd = [python, str(HERE), "--worker", framework, "--spec", str(spec_path), "--result", str(result)]
     print(f"\n== {framework} (run {rep + 1}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env)
+    problem = None
+    try:
+        proc = subprocess.run(cmd, env=env, timeout=timeout)
+        if proc.returncode != 0:
+            problem = f"worker failed with exit code {proc.returncode}"
+    except subprocess.TimeoutExpired:
+        problem = f"worker stopped after its time limit of {timeout:.0f} s"
     shutil.rmtree(cache_dir, ignore_errors=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{framework} worker failed with exit code {proc.returncode}")
-    out = json.loads(result.read_text())
+    out = json.loads(result.read_text()) if result.exists() else {"framework": framework, "phases": []}
+    out.setdefault("versions", {})
+    out.setdefault("settings", {})
+    if problem:
+        out["incomplete"] = problem
+        print(f"!! {framework}: {problem}; keeping what it measured", file=sys.stderr, flush=True)
     out["process_seconds"] = time.perf_counter() - start
     return out
 
 
-PHASE_ORDER = ["cache build (decode once)", "data loading, epoch 1", "data loading, epoch 2",
+PHASE_ORDER = ["decode once", "cache build (decode once)", "data loading, epoch 1", "data loading, epoch 2",
                "data + augmentation, epoch 1", "data + augmentation, epoch 2", "frozen epoch",
                "unfrozen epoch", "fine-tune (all epochs)", "predict held-out (plain)", "predict held-out (TTA",
                "precompute + 3 head epochs (api.train)"]
+EPOCH_KEYS = ("train_images_per_s", "data_wait_s", "compute_s", "valid_s")
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -549,7 +789,7 @@ def summarise(runs: list[dict]) -> list[dict]:
                 values = [r[key] for r in rows if r.get(key) is not None]
                 return statistics.median(values) if values else None
             line[fw] = {k: med(k) for k in ("seconds", "images_per_s", "peak_rss_mb", "peak_tree_pss_mb",
-                                            "peak_gpu_mb", "error", "log_loss")}
+                                            "peak_gpu_mb", "error", "log_loss", *EPOCH_KEYS)}
             line[fw]["all_seconds"] = [round(r["seconds"], 3) for r in rows]
             line[fw]["images"] = rows[0]["images"]
         kt, fa = line.get("kaggletools"), line.get("fastai")
@@ -571,10 +811,16 @@ def _fmt(v, digits=2):
     return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def markdown(table: list[dict], meta: dict) -> str:
-    """The results as a Markdown table with the context needed to read them."""
+def _table(cols: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
+            *["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows], ""]
+
+
+def markdown(table: list[dict], meta: dict, runs: list[dict] = ()) -> str:
+    """The results as Markdown tables with the context needed to read them."""
     cols = ["phase", "kt s", "fastai s", "kt/fastai", "kt img/s", "fastai img/s", "kt RSS MB", "fastai RSS MB",
-            "kt PSS MB", "fastai PSS MB", "kt error", "fastai error", "kt log loss", "fastai log loss"]
+            "kt PSS MB", "fastai PSS MB", "kt GPU MB", "fastai GPU MB", "kt error", "fastai error", "kt log loss",
+            "fastai log loss"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in table:
         kt, fa = row.get("kaggletools") or {}, row.get("fastai") or {}
@@ -586,22 +832,88 @@ def markdown(table: list[dict], meta: dict) -> str:
                  _fmt(row["ratio_kaggletools_over_fastai"]), _fmt(kt.get("images_per_s"), 1),
                  _fmt(fa.get("images_per_s"), 1), _fmt(kt.get("peak_rss_mb"), 0), _fmt(fa.get("peak_rss_mb"), 0),
                  _fmt(kt.get("peak_tree_pss_mb"), 0), _fmt(fa.get("peak_tree_pss_mb"), 0),
+                 _fmt(kt.get("peak_gpu_mb"), 0), _fmt(fa.get("peak_gpu_mb"), 0),
                  _fmt(kt.get("error"), 4), _fmt(fa.get("error"), 4), _fmt(kt.get("log_loss"), 4),
                  _fmt(fa.get("log_loss"), 4)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+
+    # where an epoch's time goes: training images/s, time blocked on the next batch, the rest, validation
+    epochs = [r for r in table if r["phase"].startswith(("frozen epoch", "unfrozen epoch"))]
+    if epochs:
+        lines += ["## Epochs: where the time goes", "",
+                  "train img/s counts the training half only; data wait = time blocked waiting for the next "
+                  "batch (metrics.csv's `data_wait_s`), compute = the rest of the training half (`compute_s`), "
+                  "valid = the validation pass.", ""]
+        lines += _table(["epoch", "kt train img/s", "fastai train img/s", "kt data wait s", "kt compute s",
+                         "kt valid s"],
+                        [[r["phase"], (r.get("kaggletools") or {}).get("train_images_per_s"),
+                          (r.get("fastai") or {}).get("train_images_per_s"),
+                          *[(r.get("kaggletools") or {}).get(k) for k in EPOCH_KEYS[1:]]] for r in epochs])
+    for run in runs:
+        if run["framework"] != "kaggletools":
+            continue
+        if run.get("decoders"):
+            lines += ["## Decode once", "", f"The pipeline's decoder for this device: {run['decoders'].get('pipeline')}.", ""]
+            rows = [[r["phase"], r["seconds"], r.get("images_per_s"), r.get("peak_gpu_mb")]
+                    for r in run["phases"] if r["phase"].startswith(("decode once", "cache build"))]
+            lines += _table(["decoder", "s", "img/s", "GPU MB"], rows)
+            for name, d in run["decoders"].items():
+                if isinstance(d, dict) and "fallback" in d:
+                    lines.append(f"- {d['decoder']}: {d['device']} on the device, {d['fallback']} by PIL "
+                                 f"{json.dumps(d.get('fallback_reasons', {}))}")
+            lines.append("")
+        if run.get("variants"):
+            lines += ["## Variants (a fresh model each, same cache and split)", ""]
+            rows = []
+            for v in run["variants"]:
+                if "phase" not in v:
+                    rows.append([v["variant"], v.get("skipped") or v.get("failed", ""), "", "", "", "", "", "", "", ""])
+                    continue
+                rows.append([v["variant"], v["precision"], str(v["channels_last"]), str(v["compile"]),
+                             f"{v['phase']} {v['epoch']}", v["train_images_per_s"], v["data_wait_s"], v["compute_s"],
+                             v["seconds"], v["error"]])
+            lines += _table(["variant", "precision", "channels_last", "compile", "epoch", "train img/s",
+                             "data wait s", "compute s", "epoch s", "error"], rows)
+        audit = run.get("sync_audit")
+        if audit and "frozen" in audit:
+            lines += ["## Host-device syncs per training step (torch.cuda.set_sync_debug_mode)", "",
+                      f"precision {audit['precision']}", ""]
+            lines += _table(["phase", "syncs per step", "added at"],
+                            [[p, audit[p]["syncs_per_step"], json.dumps(audit[p]["added_by_steps_at"])]
+                             for p in ("frozen", "unfrozen")])
+        if run.get("incomplete"):
+            lines += [f"**kaggletools worker incomplete: {run['incomplete']}**", ""]
+    for run in runs:
+        if run["framework"] == "fastai" and run.get("incomplete"):
+            lines += [f"**fastai worker incomplete: {run['incomplete']}**", ""]
+
     hw = meta["hardware"]
+    gpu = ""
+    if hw.get("gpu"):
+        gpu = (f", GPU {hw['gpu']} x{hw.get('gpus', 1)} (compute capability {hw.get('gpu_capability')}, driver "
+               f"{hw.get('driver', '?')}, CUDA runtime {hw.get('cuda_runtime')})")
     head = [f"# Dogs vs. Cats: kaggletools vs fastai ({meta['date']})", "",
             f"- command: `{meta['command']}`",
             f"- hardware: {hw.get('cpu_model')} ({hw.get('physical_cores')} cores, {hw.get('logical_cpus')} logical), "
-            f"{hw.get('memory_gb')} GB" + (f", GPU {hw['gpu']}" if hw.get("gpu") else "") + f"; device {meta['device']}",
+            f"{hw.get('memory_gb')} GB" + gpu + f"; device {meta['device']}; torch {hw.get('torch')}",
             f"- job: {meta['job']}",
             *[f"- {fw}: versions {json.dumps(v['versions'])}; settings {json.dumps(v['settings'])}"
               for fw, v in meta["frameworks"].items()],
+            *([f"- fastai: {meta['fastai_note']}"] if meta.get("fastai_note") else []),
             "- seconds are medians over repeats; img/s = images in the phase / seconds (an epoch counts its "
             "training and validation images; TTA counts images, not views); RSS = peak resident set of the "
             "main process, PSS = peak proportional set size of the process and its loader workers; "
             "kt/fastai < 1 means kaggletools is faster.", ""]
     return "\n".join(head + lines) + "\n"
+
+
+def default_fastai_python() -> str:
+    """$FASTAI_PYTHON, else the first venv that exists: .venv-fastai in the repository (carried to a GPU
+    machine with the working tree), /work/venv-fastai (benchmarks/setup_fastai.sh's default)."""
+    candidates = [os.environ.get("FASTAI_PYTHON", ""), str(REPO / ".venv-fastai" / "bin" / "python"),
+                  "/work/venv-fastai/bin/python"]
+    return next((c for c in candidates if c and Path(c).exists()), candidates[1])
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -625,7 +937,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads in each worker (0: torch's default)")
     p.add_argument("--repeat", type=int, default=1, help="run each framework this many times, alternating")
     p.add_argument("--only", choices=["kaggletools", "fastai"], help="run one framework only")
-    p.add_argument("--fastai-python", default=DEFAULT_FASTAI_PYTHON, help="python of the venv with fastai")
+    p.add_argument("--fastai-python", default=default_fastai_python(), help="python of the venv with fastai")
+    p.add_argument("--fastai-if-available", action="store_true",
+                   help="run fastai only if --fastai-python exists (else note it and go on without it)")
     p.add_argument("--fastai-tfms", choices=["presize", "resize"], default="presize",
                    help="presize: item_tfms=Resize(size*8/7), batch_tfms=aug_transforms(size, min_scale=0.35); "
                         "resize: item_tfms=Resize(size), no augmentation")
@@ -638,6 +952,19 @@ def parse(argv=None) -> argparse.Namespace:
                    help="kaggletools channels_last (default: kaggletools' default)")
     p.add_argument("--compile", action="store_true", help="kaggletools --compile")
     p.add_argument("--train-bn", action="store_true", help="kaggletools --train-bn")
+    p.add_argument("--variants", default="", metavar="A,B",
+                   help=f"kaggletools: also fine-tune with each of these settings ({', '.join(VARIANTS)}), "
+                        "a fresh model each; compile runs 2 epochs per phase (the first compiles)")
+    p.add_argument("--decode-bench", action=argparse.BooleanOptionalAction, default=True,
+                   help="kaggletools: time the cache build with PIL and with torchvision's decoder on --device")
+    p.add_argument("--sync-audit", action="store_true",
+                   help="kaggletools on CUDA: count host-device syncs per training step")
+    p.add_argument("--precompute", action=argparse.BooleanOptionalAction, default=True,
+                   help="kaggletools: also api.train(precompute=3, epochs=0)")
+    p.add_argument("--budget", type=float, default=0, metavar="S",
+                   help="kaggletools: skip the remaining variants once the worker has run S seconds (0: no limit)")
+    p.add_argument("--worker-timeout", type=float, default=0, metavar="S",
+                   help="stop a worker after S seconds, keeping what it measured (0: no limit)")
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "kaggletools-bench"),
                    help="scratch folder: samples, generated data, decode caches")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="where the JSON and Markdown go")
@@ -647,18 +974,31 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _write_json(path: Path, value) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(value, indent=1, default=str))
+    os.replace(partial, path)
+
+
 def main(argv=None) -> dict | None:
     a = parse(argv)
-    if a.worker:  # a child: run one framework, write its phases
+    if a.worker:  # a child: run one framework, write its phases (also as it goes: see run_worker)
         spec = json.loads(Path(a.spec).read_text())
-        out = (work_kaggletools if a.worker == "kaggletools" else work_fastai)(spec)
-        Path(a.result).write_text(json.dumps(out, indent=1))
+        save = lambda partial: _write_json(Path(a.result), partial)  # noqa: E731
+        out = (work_kaggletools if a.worker == "kaggletools" else work_fastai)(spec, save=save)
+        _write_json(Path(a.result), out)
         return None
 
     frameworks = [a.only] if a.only else ["kaggletools", "fastai"]
+    fastai_note = None
     if "fastai" in frameworks and not Path(a.fastai_python).exists():
-        raise SystemExit(f"{a.fastai_python}: no such python; create the fastai venv with "
-                         "benchmarks/setup_fastai.sh, pass --fastai-python, or use --only kaggletools")
+        fastai_note = (f"not run: {a.fastai_python} does not exist (bash benchmarks/setup_fastai.sh VENV creates it; "
+                       "it needs the internet)")
+        if not a.fastai_if_available:
+            raise SystemExit(f"{a.fastai_python}: no such python; create the fastai venv with "
+                             "benchmarks/setup_fastai.sh, pass --fastai-python, or use --only kaggletools")
+        frameworks.remove("fastai")
+        print(f"fastai {fastai_note}", file=sys.stderr)
     if a.device.startswith("cuda"):
         import torch
 
@@ -677,7 +1017,7 @@ def main(argv=None) -> dict | None:
     warm_page_cache(Path(spec["data_dir"]))
 
     pythons = {"kaggletools": sys.executable, "fastai": a.fastai_python}
-    runs = [run_worker(fw, pythons[fw], spec_path, work, rep, a.threads)
+    runs = [run_worker(fw, pythons[fw], spec_path, work, rep, a.threads, a.worker_timeout or None)
             for rep in range(a.repeat) for fw in frameworks]
     table = summarise(runs)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "command": shlex.join([sys.executable, *sys.argv]),
@@ -685,17 +1025,21 @@ def main(argv=None) -> dict | None:
             "job": f"{n_train} train / {n_valid} held-out images from {spec['data_dir']}, {a.backbone} "
                    f"({spec['weights'] or 'random init'}), {a.size}px, batch {a.batch_size}, "
                    f"{a.freeze_epochs} frozen + {a.epochs} unfrozen epochs, lr {a.lr}, repeats {a.repeat}",
-            "frameworks": {r["framework"]: {"versions": r["versions"], "settings": r["settings"]} for r in runs}}
+            "frameworks": {r["framework"]: {"versions": r["versions"], "settings": r["settings"]} for r in runs},
+            "fastai_note": fastai_note, "incomplete": {r["framework"]: r["incomplete"] for r in runs
+                                                      if r.get("incomplete")}}
     out_dir = Path(a.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"dogs_cats-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = f"dogs_cats-{a.device.replace(':', '')}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = {"meta": meta, "spec": {k: v for k, v in spec.items() if not k.endswith("_sources")},
               "table": table, "runs": runs}
-    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    text = markdown(table, meta)
+    _write_json(out_dir / f"{stem}.json", result)
+    text = markdown(table, meta, runs)
     (out_dir / f"{stem}.md").write_text(text)
     print("\n" + text)
     print(f"written: {out_dir / stem}.json and .md", file=sys.stderr)
+    if meta["incomplete"]:
+        raise SystemExit(f"incomplete: {meta['incomplete']} (results written)")
     return result
 
 

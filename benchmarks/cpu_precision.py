@@ -9,7 +9,9 @@ The four settings (fp32 / bf16 autocast x contiguous / channels_last) are timed 
 batch each per round after two warm-up batches, so a noisy machine (other jobs on the cores)
 disturbs all four alike; the median of the rounds is reported, with images/s and the speed-up
 over fp32 contiguous. It also checks that bf16 logits stay close to fp32 ones. The result
-decides `amp_context` and the channels_last default in kaggletools/train.py for CPUs.
+decides kaggletools' CPU defaults in kaggletools/device.py (`precision_rule`: bf16 on CPUs with
+native bf16, `default_channels_last`), and it prints what `--amp auto` picks on this CPU.
+On GPUs, benchmarks/bench_dogs_cats.py --variants measures the precisions and channels_last.
 """
 from __future__ import annotations
 
@@ -41,6 +43,18 @@ def cpu_bf16_flags() -> list[str]:
     except (OSError, StopIteration):
         return []
     return sorted(f for f in set(flags) if "bf16" in f)
+
+
+def kaggletools_choice() -> dict:
+    """What kaggletools picks on this CPU (kaggletools/device.py), for comparison with the numbers."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from kaggletools import device
+
+    cpu = torch.device("cpu")
+    return {"precision": device.choose_precision(cpu), "channels_last": device.default_channels_last(cpu)}
 
 
 def make_model(backbone: str) -> torch.nn.Module:
@@ -127,7 +141,8 @@ def main(argv=None) -> dict:
         torch.set_num_threads(a.threads)
     out = {"backbone": a.backbone, "size": a.size, "batch": a.batch, "rounds": a.rounds,
            "cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "cpu_bf16_flags": cpu_bf16_flags(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+           "cpu_bf16_flags": cpu_bf16_flags(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "kaggletools_auto": kaggletools_choice()}
     out.update(measure(a.backbone, a.size, a.batch, a.rounds))
     print(f"{a.backbone} at {a.size}px, batch {a.batch}, {out['threads']} threads on {out['cpu']} "
           f"({out['cpu_capability']}, bf16 flags: {out['cpu_bf16_flags'] or 'none'}), torch {out['torch']}")
@@ -136,6 +151,8 @@ def main(argv=None) -> dict:
         print(f"{r['step']:<8} {r['dtype']:<5} {'channels_last' if r['channels_last'] else 'contiguous':<14} "
               f"{r['seconds_per_batch']:>8.3f} {r['images_per_s']:>8.1f} {r['speedup_vs_fp32']:>7.2f}x")
     print(f"bf16 autocast: max relative logit difference vs fp32 {out['bf16_max_relative_logit_difference']}")
+    print(f"kaggletools on this CPU: --amp auto -> {out['kaggletools_auto']['precision']}, "
+          f"channels_last {out['kaggletools_auto']['channels_last']}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

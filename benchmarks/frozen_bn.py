@@ -4,7 +4,7 @@
                                    [--limit N] [--backbone mobilenet_v2] [--size 224] [--threads N]
 
 kaggletools runs the frozen body forward only, in eval mode (its batch-norm statistics stay the
-ImageNet ones). `Learner(train_bn=True)` instead lets the body's batch-norm layers normalise with
+ImageNet ones). `--train-bn` (RunOptions(train_bn=True)) instead lets the body's batch-norm layers normalise with
 each batch's statistics and update their running statistics on the new data, still without a
 backward pass (fastai's default, train_bn=True, also trains the batch-norm weights, which needs
 a backward pass through the body). For each seed, this trains the same split both ways (one
@@ -27,21 +27,22 @@ SLUG = "dogs-vs-cats-redux-kernels-edition"
 
 def one(data_dir: Path, recipe: dict, train_bn: bool, unfrozen: int, device: str) -> dict:
     """One fine-tune; the scores after the frozen epoch and after the unfrozen ones."""
-    from kaggletools import api, competition, data
-    from kaggletools.loaders import pick_device
-    from kaggletools.train import Dist
+    from kaggletools import competition, data
+    from kaggletools.device import pick
+    from kaggletools.experiment import Experiment
+    from kaggletools.options import RunOptions
 
     comp = competition.get(SLUG)
-    r = comp.recipe.replace(**recipe)
+    r = comp.recipe.replace(**recipe, freeze_epochs=1, epochs=unfrozen)
     items = data.train_items(comp, data_dir)
-    valid = data.split(comp, items, r.valid_frac, 42)  # the split stays; the seed changes the training
-    learner, _ = api._learner(comp, r, data_dir, items, valid, pick_device(device), Dist(), False, None,
-                              train_bn=train_bn)
+    split = data.split(comp, items, r.valid_frac, 42)  # the split stays; the seed changes the training
+    options = RunOptions(device=device, train_bn=train_bn, progress=False)
+    learner, _ = Experiment(comp, Path(data_dir), r, options, items, split).learner(pick(device))
     start = time.perf_counter()
-    learner.fit_frozen(1, r.lr)
-    learner.fit_unfrozen(unfrozen, r.lr / 2)
+    learner.fit()
     rows = learner.history
     out = {"train_bn": train_bn, "seed": r.seed, "seconds": round(time.perf_counter() - start, 1),
+           "precision": learner.precision.dtype,
            "frozen": {"error": rows[0]["error_rate"], "log_loss": rows[0]["valid_loss"]}}
     if unfrozen:
         out["unfrozen"] = {"error": rows[-1]["error_rate"], "log_loss": rows[-1]["valid_loss"]}

@@ -38,7 +38,8 @@ class Experiment:
         if not dist.main:
             dist.barrier()
         array = cache.load_items(self.competition, self.data_dir, self.items, self.recipe.cache_side,
-                                 progress=self.options.progress and dist.main, desc="decode")
+                                 progress=self.options.progress and dist.main, desc="decode",
+                                 device=self.options.device or "auto")
         if dist.main:
             dist.barrier()
         return array

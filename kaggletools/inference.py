@@ -71,7 +71,8 @@ def test_probabilities(saved: SavedRun, data_dir: Path | None = None, tta: str |
     comp, r = saved.competition, saved.recipe
     data_dir = Path(data_dir or saved.data_dir)
     items = data.test_items(comp, data_dir)
-    array = cache.load_items(comp, data_dir, items, r.cache_side, progress=show, desc="decode test")
+    array = cache.load_items(comp, data_dir, items, r.cache_side, progress=show, desc="decode test",
+                             device=device or "auto")
     extra = comp.extra_features(items) if saved.meta["n_extra"] else None
     probs = saved.predictor(device)(array, np.arange(len(items)), tta=tta or r.tta,
                                     extra=None if extra is None else np.asarray(extra, np.float32), show=show,

@@ -3,6 +3,11 @@
 Training augmentation is one affine warp per image: a random-resized crop, horizontal flip and
 (for satellite and radar chips) a rotation by a multiple of 90 degrees and small shifts, all
 folded into one matrix and sampled with a single bilinear interpolation (fastai's presizing).
+
+Nothing here waits for a GPU: every host-to-device copy (image batches, targets, the warp
+matrices) goes from pinned memory with non_blocking=True (`to_device`), so the CPU queues the
+next step while the GPU runs this one. A copy from ordinary (pageable) memory would make torch
+synchronise the stream at every step.
 """
 from __future__ import annotations
 
@@ -35,6 +40,15 @@ class Normalize:
             self._constants[x.device] = (self.scale / std, mean / std)
         mul, sub = self._constants[x.device]
         return x.to(torch.float32, copy=True).mul_(mul).sub_(sub)
+
+
+def to_device(values, device: torch.device) -> torch.Tensor:
+    """`values` (an array or CPU tensor) on `device`; to CUDA through pinned memory without
+    blocking (torch synchronises the stream after a copy from pageable memory)."""
+    t = torch.as_tensor(values)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def batches(array: np.ndarray, indices: np.ndarray, batch_size: int, device: torch.device, *,
@@ -112,6 +126,6 @@ def augment(x: torch.Tensor, size: int, generator: torch.Generator, *, min_scale
         theta[:, :, 1] *= torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)[:, None]
         transpose = torch.rand(b, generator=generator) < 0.5  # with both flips: all 8 symmetries
         theta[transpose, :, :2] = theta[transpose, :, :2].flip(-1)
-    theta = theta.to(x.device, x.dtype)
+    theta = to_device(theta, x.device).to(x.dtype)
     grid = F.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from kaggletools import progress
-from kaggletools.loaders import batches
+from kaggletools.loaders import batches, to_device
 from kaggletools.predict import views
 
 
@@ -51,7 +51,7 @@ class Features:
         for s in range(steps):
             i = order[s * bs:(s + 1) * bs] if s < steps - 1 else order[s * bs:]
             pos = d.train_idx[i.numpy()]
-            yield self.train[view[i], i].to(lr.device), lr.targets(pos), lr.extra(pos)
+            yield to_device(self.train[view[i], i], lr.device), lr.targets(pos), lr.extra(pos)
 
     @torch.no_grad()
     def evaluate(self) -> dict:

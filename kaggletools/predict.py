@@ -97,8 +97,8 @@ class Predictor:
                     xv = xv.contiguous(memory_format=torch.channels_last)
                 with self.autocast():
                     probs.append(self.activation(self.model(xv, e).float()))
-            plain.append(probs[0].cpu())
-            mean.append(torch.stack(probs).mean(0).cpu())
+            plain.append(probs[0])  # kept on the device: one copy back at the end, no sync per batch
+            mean.append(torch.stack(probs).mean(0))
             positions.append(torch.as_tensor(pos))
         out = {"plain": _cat(plain), "tta": _cat(mean), "positions": _cat(positions, torch.long)}
         if dist.world > 1:
@@ -107,7 +107,7 @@ class Predictor:
 
 
 def _cat(parts: list, dtype=torch.float32) -> np.ndarray:
-    return torch.cat(parts).numpy() if parts else torch.zeros(0, dtype=dtype).numpy()
+    return torch.cat(parts).cpu().numpy() if parts else torch.zeros(0, dtype=dtype).numpy()
 
 
 def _gather(out: dict, indices: np.ndarray, dist: Dist) -> dict:

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from kaggletools import models, progress, schedules
-from kaggletools.device import Precision, default_channels_last
+from kaggletools.device import Precision, default_channels_last, optimizer_options
 from kaggletools.dist import Dist
-from kaggletools.loaders import Normalize, augment, batches
+from kaggletools.loaders import Normalize, augment, batches, to_device
 from kaggletools.options import Recipe, RunOptions
 from kaggletools.predict import Predictor
 
@@ -256,10 +256,10 @@ class Learner:
             yield x, self.targets(pos), self.extra(pos)
 
     def targets(self, pos) -> torch.Tensor:
-        return torch.as_tensor(self.data.y[pos], device=self.device)
+        return to_device(self.data.y[pos], self.device)
 
     def extra(self, pos) -> torch.Tensor | None:
-        return None if self.data.extra is None else torch.as_tensor(self.data.extra[pos], device=self.device)
+        return None if self.data.extra is None else to_device(self.data.extra[pos], self.device)
 
     def _n_batches(self) -> int:
         n = math.ceil(len(self.data.train_idx) / self.dist.world)
@@ -280,7 +280,8 @@ class Learner:
         return DDP(module, device_ids=ids, **no_sync)
 
     def _optimizer(self, groups):
-        return torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=self.recipe.weight_decay)
+        return torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=self.recipe.weight_decay,
+                                 **optimizer_options(self.device))
 
     # -- evaluation ----------------------------------------------------------------------------
     def predictor(self) -> Predictor:
