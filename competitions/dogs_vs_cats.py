@@ -3,15 +3,13 @@ or `test1/12.jpg`. Two slugs share the images: the 2016 redux (P(dog), log loss;
 and the 2013 original (hard 0/1 labels, accuracy)."""
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from kaggletools import metrics
+from kaggletools import fixtures, metrics
 from kaggletools.bases import BinaryLogLoss
 from kaggletools.competition import CompetitionError, Recipe, register
 from kaggletools.submission import SubmissionError
@@ -122,36 +120,19 @@ def synthetic_pet(label: int, rng: np.random.Generator, side: int = 160) -> Imag
     return Image.fromarray(arr).filter(ImageFilter.GaussianBlur(0.6))
 
 
-def _jpeg(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=88)
-    return buf.getvalue()
-
-
 def write_download(folder: Path, slug: str, n_train: int, n_test: int, side: int, seed: int,
                    test_folder: str = "test") -> pd.DataFrame:
     """Write `<folder>/<slug>.zip` shaped like Kaggle's all-files download; return the hidden
     test labels (id, label: 1 = dog)."""
     rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def inner_zip(entries: dict[str, bytes]) -> bytes:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-            for name, payload in entries.items():
-                z.writestr(name, payload)
-        return buf.getvalue()
-
-    train = {}
-    for i in range(n_train):
-        label = i % 2
-        train[f"train/{('cat', 'dog')[label]}.{i // 2}.jpg"] = _jpeg(synthetic_pet(label, rng, side))
+    train = {f"train/{('cat', 'dog')[i % 2]}.{i // 2}.jpg": fixtures.encode(synthetic_pet(i % 2, rng, side))
+             for i in range(n_train)}
     labels = rng.integers(0, 2, n_test)
-    test = {f"{test_folder}/{i + 1}.jpg": _jpeg(synthetic_pet(int(labels[i]), rng, side)) for i in range(n_test)}
+    test = {f"{test_folder}/{i + 1}.jpg": fixtures.encode(synthetic_pet(int(labels[i]), rng, side))
+            for i in range(n_test)}
     solution = pd.DataFrame({"id": np.arange(1, n_test + 1), "label": labels})
     sample = pd.DataFrame({"id": solution["id"], "label": 0.5}).to_csv(index=False)
-    with zipfile.ZipFile(folder / f"{slug}.zip", "w", zipfile.ZIP_STORED) as z:
-        z.writestr("train.zip", inner_zip(train))
-        z.writestr(f"{test_folder}.zip", inner_zip(test))
-        z.writestr("sample_submission.csv" if test_folder == "test" else "sampleSubmission.csv", sample)
+    fixtures.write_zip(Path(folder) / f"{slug}.zip", {
+        "train.zip": fixtures.zip_bytes(train), f"{test_folder}.zip": fixtures.zip_bytes(test),
+        "sample_submission.csv" if test_folder == "test" else "sampleSubmission.csv": sample.encode()})
     return solution
