@@ -42,24 +42,38 @@ def post_from(competition: Competition, run_dir: str) -> dict | None:
 
 
 class Checkpoints:
-    """After every epoch: metrics, a resumable checkpoint and, with --keep best, the best weights."""
+    """After every epoch: metrics, a resumable checkpoint and, with --keep best, the best weights.
+    Every rank tracks the best epoch (the validation scores are gathered, so all agree) and keeps
+    its weights in memory; rank 0 (`run`) also writes them, so a resumed run finds them."""
 
-    def __init__(self, run: runs.Run | None, competition: Competition, keep: str, best: dict | None = None):
+    def __init__(self, run: runs.Run | None, competition: Competition, keep: str, resumed: dict | None = None,
+                 run_dir: Path | None = None):
         self.run, self.competition, self.keep = run, competition, keep
-        self.best = best or {}
+        self.best = (resumed or {}).get("best") or {}
+        self.best_weights = None
+        if self.best and run_dir is not None:
+            self.best_weights = runs.Run(run_dir).load_tensors(runs.BEST)["model"]
 
     def __call__(self, learner: Learner, position: Position) -> None:
         state = learner.state(position)  # a collective under torchrun: every rank takes part
-        if self.run is None:
-            return
         row = learner.history[-1]
         score = row.get(self.competition.metric_name)
-        if self.keep == "best" and score is not None and self._better(score):
+        improved = self.keep == "best" and score is not None and self._better(score)
+        if improved:
             self.best = {"epoch": row["epoch"], "score": float(score)}
+            self.best_weights = state["model"]
+        if self.run is None:
+            return
+        if improved:
             self.run.save_tensors(runs.BEST, {"model": state["model"]})
         self.run.save_table("metrics.csv", pd.DataFrame(learner.history))
         self.run.save_table("batches.csv", pd.DataFrame(learner.batch_losses))
         self.run.save_tensors(runs.CHECKPOINT, {**state, "best": self.best})
+
+    def restore_best(self, learner: Learner) -> None:
+        """The best epoch's weights back into the model (every rank), with --keep best."""
+        if self.best_weights is not None:
+            learner.model.load_state_dict(self.best_weights)
 
     def _better(self, score: float) -> bool:
         if not self.best:
@@ -91,10 +105,10 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
     try:
         if run is not None:
             run.clear_failed()
-            _save_setup(run, exp, dev)
+            _save_setup(run, exp, dev, dist.world)
             for note in exp.split.notes:
                 progress.write(f"note: {note}", options.progress)
-        keeper = Checkpoints(run, competition, options.keep, (checkpoint or {}).get("best"))
+        keeper = Checkpoints(run, competition, options.keep, checkpoint, resume)
         learner, info = exp.learner(dev, dist, on_epoch=keeper)
         if run is not None:
             run.save_json("config.json", {**run.load_json("config.json"), "backbone": info.__dict__,
@@ -103,8 +117,7 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
                            f"({learner.precision.dtype}); train {len(learner.data.train_idx)}, valid "
                            f"{len(learner.data.valid_idx)}", options.progress)
         learner.fit(resume=checkpoint)
-        if keeper.best and run is not None:
-            learner.model.load_state_dict(run.load_tensors(runs.BEST)["model"])
+        keeper.restore_best(learner)
         report = validation.validate(learner, exp.items, run, given_post)
         if run is not None:
             _finish(run, exp, learner, info, {**report, "kept": keeper.best or {"epoch": learner.epoch},
@@ -125,11 +138,11 @@ def _name(recipe: Recipe, options: RunOptions) -> str:
     return name + (f"-fold{options.fold}" if options.folds else "")
 
 
-def _save_setup(run: runs.Run, exp: Experiment, dev) -> None:
+def _save_setup(run: runs.Run, exp: Experiment, dev, world: int) -> None:
     if not run.file("config.json").is_file():
         run.save_json("config.json", {"competition": exp.competition.slug, "data_dir": str(exp.data_dir.resolve()),
                                       "recipe": exp.recipe.to_dict(), "options": exp.options.to_dict(),
-                                      "device": str(dev), "world_size": Dist.from_env().world,
+                                      "device": str(dev), "world_size": world,
                                       "split_notes": exp.split.notes})
         run.save_json("versions.json", runs.versions())
         run.save_table("split.csv", exp.split.table(exp.items["id"]))
