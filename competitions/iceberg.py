@@ -44,7 +44,6 @@ See benchmarks/iceberg_memory.py for the conversion's memory.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -165,7 +164,7 @@ class Iceberg(BinaryLogLoss):
                                    f"download and `prepare` the data (files: {', '.join(self.files)})")
         return arrays.ensure_json(source, data_dir / CACHE_DIR, split,
                                   _parse_train if split == "train" else _parse_test, (SIDE, SIDE, len(BANDS)),
-                                  version=PARSER_VERSION, progress=sys.stderr.isatty())
+                                  version=PARSER_VERSION, progress=True)
 
     def items(self, data_dir: Path, split: str) -> pd.DataFrame:
         data_dir = Path(data_dir)

@@ -311,9 +311,9 @@ def _short(value, limit: int = 40) -> str:
 
 
 def _progress(enabled: bool, source: Path):
-    from tqdm.auto import tqdm
+    from kaggletools import progress
 
-    return tqdm(desc=f"convert {Path(source).name}", unit="rec", disable=not enabled, leave=False)
+    return progress.bar(desc=f"convert {Path(source).name}", unit="rec", enabled=enabled)
 
 
 def _npy_header(shape: tuple[int, ...]) -> bytes:

@@ -339,6 +339,7 @@ class Learner:
 
         saved = copy.deepcopy(self.model.state_dict())
         phase = self._frozen(1, start)
+        phase.name = "lr_find"  # the bar says what runs
         opt = self._optimizer(phase.groups)
         sched = schedules.Exponential(opt, steps, start, end)
         lrs, smoothed, state = [], [], {"avg": 0.0, "best": math.inf, "stop": False}
