@@ -117,3 +117,18 @@ def test_unknown_tags_draw_a_one_line_warning(tmp_path, capsys):
     assert cli(["validate", "planet", str(csv)]) == 0
     err = capsys.readouterr().err
     assert err.startswith("warning: ") and err.count("\n") == 1 and "jungle" in err
+
+
+def test_quiet_silences_every_bar_and_a_log_gets_lines_not_carriage_returns(dogs_dir, tmp_path):
+    import os
+
+    base = [sys.executable, "-m", "kaggletools", "run", "dogscats", "--data", str(dogs_dir), "--backbone", "resnet18",
+            "--no-pretrained", "--size", "32", "--batch-size", "16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    quiet = subprocess.run([*base, "--runs", str(tmp_path / "a"), "--out", str(tmp_path / "a.csv"), "-q"],
+                           capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    logged = subprocess.run([*base, "--runs", str(tmp_path / "b"), "--out", str(tmp_path / "b.csv")],
+                            capture_output=True, text=True, env=env)
+    assert logged.returncode == 0 and "\r" not in logged.stderr and "\r" not in logged.stdout
+    assert "epoch 1 (frozen): 100%" in logged.stderr and "validation (" in logged.stdout
