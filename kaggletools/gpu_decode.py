@@ -18,7 +18,7 @@ import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -39,28 +39,35 @@ class Counts:
         return {"device": self.device, "fallback": self.fallback, "fallback_reasons": dict(self.reasons)}
 
 
-def probe(path: str | Path, max_pixels: int) -> tuple[bytes | None, tuple[int, int] | None, str]:
-    """(file bytes, (h, w), '') for a JPEG the device decoder can take as is; (None, None, reason)
-    otherwise. Only the header is parsed (PIL reads no pixels here)."""
+class Probe(NamedTuple):
+    """A file's bytes and (h, w) when the device decoder can take it as is; else `reason`."""
+
+    data: bytes | None
+    size: tuple[int, int] | None
+    reason: str
+
+
+def probe(path: str | Path, max_pixels: int) -> Probe:
+    """Only the header is parsed (PIL reads no pixels here)."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
             if img.format != "JPEG":
-                return None, None, f"not a JPEG ({img.format})"
+                return Probe(None, None, f"not a JPEG ({img.format})")
             if img.mode not in ("RGB", "L"):
-                return None, None, f"JPEG mode {img.mode}"
+                return Probe(None, None, f"JPEG mode {img.mode}")
             w, h = img.size
             if w * h > max_pixels:
-                return None, None, "over the pixel limit"
+                return Probe(None, None, "over the pixel limit")
             if img.getexif().get(ORIENTATION, 1) != 1:
-                return None, None, "EXIF orientation"
+                return Probe(None, None, "EXIF orientation")
         data = Path(path).read_bytes()
         if not data.rstrip(b"\0")[-2:] == b"\xff\xd9":  # truncated? PIL's path decides (and refuses)
-            return None, None, "no end-of-image marker"
-        return data, (h, w), ""
+            return Probe(None, None, "no end-of-image marker")
+        return Probe(data, (h, w), "")
     except Exception as e:  # unreadable, truncated, ...: PIL's path raises the proper error
-        return None, None, type(e).__name__
+        return Probe(None, None, type(e).__name__)
 
 
 def square(image, side: int, via_float: bool | None = None):
