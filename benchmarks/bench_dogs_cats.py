@@ -391,7 +391,7 @@ def work_kaggletools(spec: dict, save=None) -> dict:
             pass
 
     def read_and_augment(epoch):  # what the model gets: the loop's own batches, normalised and warped
-        for _ in learner._image_batches(epoch):
+        for _ in learner.image_batches(epoch):
             pass
 
     for epoch, (name, fn) in enumerate([("read", read), ("read + augment", read_and_augment)] * 2):

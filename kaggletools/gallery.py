@@ -76,7 +76,7 @@ def augmented_batch(competition, data_dir: Path, recipe, options, n: int = 16) -
     exp = Experiment.from_folder(competition, Path(data_dir), recipe, options)
     learner, _ = exp.learner(devices.pick(options.device))
     xs, ys = [], []
-    batches = learner._image_batches(0)
+    batches = learner.image_batches(0)
     for x, y, _ in batches:
         xs.append(x.detach().float().cpu())
         ys.append(y.detach().float().cpu())

@@ -84,12 +84,12 @@ def test_probabilities(saved: SavedRun, data_dir: Path | None = None, tta: str |
 
 def probability_table(comp: Competition, ids, probs: np.ndarray) -> pd.DataFrame:
     columns = {"id": list(ids)}
-    columns.update({f"{c}_prob": probs[:, i] for i, c in enumerate(validation._output_names(comp))})
+    columns.update({f"{c}_prob": probs[:, i] for i, c in enumerate(validation.output_names(comp))})
     return pd.DataFrame(columns)
 
 
 def read_probability_table(comp: Competition, table: pd.DataFrame) -> np.ndarray:
-    return table[[f"{c}_prob" for c in validation._output_names(comp)]].to_numpy(np.float64)
+    return table[[f"{c}_prob" for c in validation.output_names(comp)]].to_numpy(np.float64)
 
 
 def write_submission(comp: Competition, ids, probs: np.ndarray, post: dict, data_dir: Path, out: Path,

@@ -155,7 +155,7 @@ class Learner:
 
         make = self._schedule(0.99, 25.0)
         return Phase("frozen", epochs, [{"params": list(self.model.head.parameters()), "lr": lr}],
-                     self._image_batches, self._n_batches(), forward, modes, self.evaluate,
+                     self.image_batches, self._n_batches(), forward, modes, self.evaluate,
                      lambda opt, n: make(opt, n, epochs))
 
     def _unfrozen(self, epochs: int, lr: float) -> Phase:
@@ -172,7 +172,7 @@ class Learner:
 
         make = self._schedule(0.3, 5.0)
         return Phase("unfrozen", epochs, models.param_groups(self.model, lr, self.recipe.lr_mult),
-                     self._image_batches, self._n_batches(), forward, self.model.train, self.evaluate,
+                     self.image_batches, self._n_batches(), forward, self.model.train, self.evaluate,
                      lambda opt, n: make(opt, n, epochs))
 
     def _precomputed(self, epochs: int, lr: float) -> Phase:
@@ -244,7 +244,7 @@ class Learner:
         return row
 
     # -- batches -------------------------------------------------------------------------------
-    def _image_batches(self, epoch: int):
+    def image_batches(self, epoch: int):
         d, r = self.data, self.recipe
         for pos, x in batches(d.array, d.train_idx, r.batch_size, self.device, shuffle=True,
                               seed=r.seed * 1000 + epoch, drop_last=len(d.train_idx) > r.batch_size,
