@@ -22,7 +22,7 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
-@register("dogs-vs-cats-redux-kernels-edition", "dogs-vs-cats-redux", "dogscats")
+@register("dogs-vs-cats-redux-kernels-edition", "dogs-vs-cats-redux", "dogscats", default=True)
 class DogsVsCatsRedux(BinaryLogLoss):
     title = "Dogs vs. Cats Redux: Kernels Edition"
     classes = ("dog",)

@@ -127,11 +127,11 @@ def check(name: str, data_dir: Path, **overrides) -> dict:
 
 def lr_find(name: str, data_dir: Path, out: Path | None = None, **overrides):
     """The LR finder on the frozen model; saves its plot; returns the result (with `plot_path`)."""
-    from kaggletools import device, training
+    comp, recipe, run_options = settings(name, overrides)
+    opts.check_all(recipe, run_options)
+    from kaggletools import device
     from kaggletools.experiment import Experiment
 
-    comp, recipe, run_options = settings(name, overrides)
-    training.check_options(recipe, run_options)
     learner, _ = Experiment.from_folder(comp, data_dir, recipe, run_options).learner(device.pick(run_options.device))
     result = learner.lr_find()
     result.plot(Path(out or f"lr_find-{comp.slug}.png"))
@@ -143,9 +143,9 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
     `resume=RUN` continues an interrupted run from its last checkpoint (its own recipe and options;
     `overrides` may change only how it runs: device, progress). Returns the Run (None on ranks
     other than 0 under torchrun)."""
-    from kaggletools import training
-
     if resume:
+        from kaggletools import training
+
         allowed = {"device", "progress"}
         if set(overrides) - allowed:
             raise opts.OptionError(f"--resume continues a run with its own recipe and options; only "
@@ -154,6 +154,9 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
         return training.train(registry.get(saved.competition), saved.data_dir, saved.recipe,
                               saved.options.replace(**overrides), resume=resume)
     comp, recipe, run_options = settings(name, overrides)
+    opts.check_all(recipe, run_options)  # in milliseconds, before torch is even imported
+    from kaggletools import training
+
     return training.train(comp, Path(data_dir), recipe, run_options, folder=folder)
 
 
@@ -189,10 +192,10 @@ def interpret(run_dir: Path, data_dir: Path | None = None, show: bool = True) ->
 def show_batch(name: str, data_dir: Path, out: Path | None = None, **overrides) -> Path:
     """A grid of augmented training inputs exactly as the training loop makes them, de-normalised,
     with their labels (default show_batch-<slug>.png); creates no run folder."""
-    from kaggletools import gallery, training
-
     comp, recipe, run_options = settings(name, overrides)
-    training.check_options(recipe, run_options)
+    opts.check_all(recipe, run_options)
+    from kaggletools import gallery
+
     return gallery.show_batch(comp, Path(data_dir), recipe, run_options, Path(out or f"show_batch-{comp.slug}.png"))
 
 
@@ -200,10 +203,10 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
                    **overrides) -> dict:
     """K-fold: one run per fold (in one folder), then the folds blended: out-of-fold score and
     post-processing, fold-averaged test probabilities, one validated submission."""
-    from kaggletools import blend as blending, inference, runs, training
-
     comp, recipe, run_options = settings(name, {**overrides, "folds": folds})
-    training.check_options(recipe, run_options)
+    opts.check_all(recipe, run_options)
+    from kaggletools import blend as blending, inference, runs
+
     cv = runs.Run.create(Path(run_options.runs_dir) / comp.slug, f"cv{folds}")
     out = Path(out) if out else SUBMISSIONS / f"{comp.slug}-{cv.path.name}.csv"
     inference.refuse_existing(out, overwrite)
@@ -250,11 +253,11 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
     """The whole loop: (download), prepare, train, predict with TTA, validated submission, (submit).
     Under torchrun, rank 0 downloads and unpacks while the others wait, all ranks train, and
     rank 0 alone predicts, writes (and submits); the others return {}."""
+    comp, recipe, run_options = settings(name, overrides)
+    opts.check_all(recipe, run_options)
     from kaggletools import inference, training
     from kaggletools.dist import Dist
 
-    comp, recipe, run_options = settings(name, overrides)
-    training.check_options(recipe, run_options)
     data_dir = Path(data_dir or default_data_dir(comp.slug))
     if out:
         inference.refuse_existing(out, overwrite)

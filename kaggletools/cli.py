@@ -126,7 +126,7 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, help="image file (default show_batch-<slug>.png)")
     s = sub.add_parser("demo", help="the whole loop offline on a competition's generated download",
                        parents=[common])
-    s.add_argument("competition", nargs="?", help="default: dogs-vs-cats-redux-kernels-edition")
+    s.add_argument("competition", nargs="?", help="default: the registry's default (Dogs vs. Cats redux)")
     s.add_argument("--dir", type=Path, default=Path("demo"), help="working folder (default demo)")
     return p
 

