@@ -71,19 +71,19 @@ def validate(learner, items: pd.DataFrame, run=None, post: dict | None = None) -
 def prediction_table(comp, ids, y, plain, tta) -> pd.DataFrame:
     """One row per item: its targets (`<class>`), plain and TTA probabilities."""
     columns = {"id": ids}
-    for i, c in enumerate(_output_names(comp)):
+    for i, c in enumerate(output_names(comp)):
         columns.update({c: y[:, i], f"{c}_prob": plain[:, i], f"{c}_prob_tta": tta[:, i]})
     return pd.DataFrame(columns)
 
 
 def read_prediction_table(comp, table: pd.DataFrame, which: str = "tta") -> tuple[np.ndarray, np.ndarray]:
     """(targets, probabilities) back from a prediction table; `which`: plain or tta."""
-    names = _output_names(comp)
+    names = output_names(comp)
     suffix = "_prob_tta" if which == "tta" else "_prob"
     return (table[names].to_numpy(np.float32), table[[f"{c}{suffix}" for c in names]].to_numpy(np.float32))
 
 
-def _output_names(comp) -> list[str]:
+def output_names(comp) -> list[str]:
     return list(comp.classes)[: comp.n_outputs]
 
 
@@ -96,4 +96,6 @@ def summary(comp, report: dict) -> str:
     if honest:
         line += "; with post-processing (tuned on one half, scored on the other): " + ", ".join(
             f"{k} {v:.4f}" for k, v in honest.items())
+    if isinstance(report.get("post"), dict) and report["post"].get("note"):
+        line += f"; {report['post']['note']}"  # e.g. which thresholds the test set gets, and why
     return line
