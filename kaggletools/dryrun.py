@@ -11,6 +11,7 @@ import torch
 
 from kaggletools import data, device as devices, progress, training
 from kaggletools.competition import Competition
+from kaggletools.errors import CompetitionError
 from kaggletools.experiment import Experiment, normalization
 from kaggletools.loaders import augment
 from kaggletools.options import Recipe, RunOptions
@@ -37,13 +38,19 @@ def check(comp: Competition, data_dir: Path, recipe: Recipe, options: RunOptions
         + (f" ... ({len(shown)} classes)" if len(shown) > 12 else ""))
     for note in exp.split.notes:
         say(f"note: {note}")
-    test = data.test_items(comp, data_dir)
-    report["test"] = len(test)
     first_train = comp.load(exp.items["source"].iloc[0], data_dir, recipe.cache_side)
-    first_test = comp.load(test["source"].iloc[0], data_dir, recipe.cache_side)
-    report["item_shapes"] = {"train": list(first_train.shape), "test": list(first_test.shape)}
-    say(f"decoded one item of each split: train {first_train.shape} {first_train.dtype}, test {first_test.shape}; "
-        f"{len(test)} test items")
+    report["item_shapes"] = {"train": list(first_train.shape)}
+    try:
+        test = data.test_items(comp, data_dir)
+    except CompetitionError as e:  # training works without test items; predicting will not
+        report["test"] = 0
+        say(f"decoded one training item: {first_train.shape} {first_train.dtype}; no test items ({e}): "
+            "training works, `predict` will need them")
+    else:
+        first_test = comp.load(test["source"].iloc[0], data_dir, recipe.cache_side)
+        report["test"], report["item_shapes"]["test"] = len(test), list(first_test.shape)
+        say(f"decoded one item of each split: train {first_train.shape} {first_train.dtype}, test "
+            f"{first_test.shape}; {len(test)} test items")
     report.update(_one_batch(exp, recipe, options))
     say(f"one batch {report['batch_shape']} -> outputs {report['output_shape']}, loss {report['loss']:.4f}; "
         f"forward+backward {report['step_seconds']:.2f} s: about {report['epoch_seconds_estimate']:.0f} s per "
