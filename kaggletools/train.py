@@ -239,7 +239,7 @@ class Learner:
         """Close an epoch: count it, keep its row and print it (rank 0 only)."""
         self.epoch += 1
         self.history.append(row)
-        progress.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+        progress.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                        self.show)
         return row
 
