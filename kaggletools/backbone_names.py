@@ -14,7 +14,6 @@ import json
 import os
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 
 PREFIXES = {"tv/": "torchvision", "torchvision/": "torchvision", "timm/": "timm", "hf-hub:timm/": "timm"}
 NO_WEIGHTS_HINT = "pass --weights PATH (a local .pth/.pt/.bin/.safetensors file) or --no-pretrained"

@@ -96,7 +96,7 @@ def binarize(probs: np.ndarray, thresholds) -> np.ndarray:
     return np.asarray(probs) > np.asarray(thresholds, dtype=np.float64)
 
 
-def _middle_of_best(scores: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
+def middle_of_best(scores: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
     """The grid value in the middle of the values reaching the best score (robust to the broad
     plateaus that small validation sets give), and that score."""
     best = scores.max()
@@ -113,7 +113,7 @@ def best_threshold(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID, *
     k = np.asarray(probs).shape[1]
     grid = np.asarray(grid, dtype=np.float64)
     scores = np.array([fbeta_per_sample(y_true, decide(probs, np.full(k, t)), beta).mean() for t in grid])
-    return _middle_of_best(scores, grid)
+    return middle_of_best(scores, grid)
 
 
 def best_class_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID, *, beta: float = 2.0,
@@ -134,12 +134,12 @@ def best_class_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_
     if start is None:
         start = best_threshold(y, probs, grid, beta=beta, decide=decide)[0]
     t = np.broadcast_to(np.asarray(start, dtype=np.float64), (k,)).copy()
-    score = _score(y, probs, t, beta, decide)
+    score = decided_score(y, probs, t, beta, decide)
     for _ in range(max_passes):
         changed = False
         for c in range(k):
-            scores = _class_scores(y, probs, t, c, grid, beta, decide, free[c])
-            value, best = _middle_of_best(scores, grid)
+            scores = class_scores(y, probs, t, c, grid, beta, decide, free[c])
+            value, best = middle_of_best(scores, grid)
             if best > score + 1e-12:
                 t[c], score, changed = value, best, True
         if not changed:
@@ -147,18 +147,19 @@ def best_class_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_
     return t, float(score)
 
 
-def _score(y, probs, t, beta, decide) -> float:
+def decided_score(y, probs, t, beta, decide) -> float:
+    """Mean F-beta over items of the decisions `decide(probs, t)` (plain thresholding by default)."""
     return float(fbeta_per_sample(y, (decide or binarize)(probs, t), beta).mean())
 
 
-def _class_scores(y, probs, t, c, grid, beta, decide, free: bool) -> np.ndarray:
+def class_scores(y, probs, t, c, grid, beta, decide, free: bool) -> np.ndarray:
     """Mean F-beta for every grid value of class c's threshold, the others fixed."""
     if not free:  # the rules may couple classes: decide for each grid value
         scores = []
         for value in grid:
             trial = t.copy()
             trial[c] = value
-            scores.append(_score(y, probs, trial, beta, decide))
+            scores.append(decided_score(y, probs, trial, beta, decide))
         return np.array(scores)
     # only column c changes: count the other columns once and vary c over the grid
     yb = y > 0.5

@@ -192,11 +192,11 @@ def tag_thresholds(y_true, probs, classes, rules: TagRules = TagRules(), beta: f
     search = n_pos >= max(min_positives, 1)
     free = np.array([c not in rules.one_of and c not in rules.alone for c in classes])  # rules only veto these
     t = np.full(len(classes), g)
-    score = metrics._score(y, probs, t, beta, rule)
+    score = metrics.decided_score(y, probs, t, beta, rule)
     for _ in range(max_passes):
         changed = False
         for c in np.flatnonzero(search):
-            value, best = metrics._middle_of_best(metrics._class_scores(y, probs, t, c, grid, beta, rule, free[c]),
+            value, best = metrics.middle_of_best(metrics.class_scores(y, probs, t, c, grid, beta, rule, free[c]),
                                                   grid)
             if best > score + 1e-12:
                 t[c], score, changed = value, best, True
