@@ -89,6 +89,8 @@ def _timm_body(name: str, spec: BackboneSpec, pretrained: bool, weights_path) ->
         file = cfg.file or _timm_cached_file(cfg)
         if file:  # load from the cache directly: no network, not even a check for a newer revision
             overlay = {"pretrained_cfg_overlay": {"file": file}}
+        elif cfg.hf_hub_id:
+            _hub_reachable_or_fail(weights, name)
     try:
         body = timm.create_model(model_name, pretrained=weights is not None, num_classes=0, **overlay)
     except (OSError, RuntimeError, ValueError) as e:  # hub unreachable, download or load failed
@@ -112,6 +114,28 @@ def _timm_body(name: str, spec: BackboneSpec, pretrained: bool, weights_path) ->
     n_features = getattr(body, "head_hidden_size", None) or body.num_features
     return body, BackboneInfo(name, weights, file, tuple(data["mean"]), tuple(data["std"]), n_features,
                               tuple(data["input_size"]), "timm")
+
+
+def _hub_reachable_or_fail(weights: str, name: str, timeout: float = 3.0) -> None:
+    """Fail at once when the Hugging Face hub cannot be reached, rather than after
+    huggingface_hub's five retries (about 50 s offline). Skipped behind a proxy (the proxy is
+    what would connect) and in offline mode (the hub fails at once there)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    proxies = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in proxies):
+        return
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        cache = _short(Path(constants.HF_HUB_CACHE))
+        raise ModelError(f"cannot get {weights} for {name}: not in the Hugging Face cache {cache}, and "
+                         f"{host}:{port} cannot be reached ({_first_line(e, 60)}); {NO_WEIGHTS_HINT}") from None
 
 
 def _timm_cached_file(cfg) -> str | None:

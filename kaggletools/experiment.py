@@ -64,8 +64,10 @@ class Experiment:
                              n_extra=0 if extra is None else np.asarray(extra).shape[1],
                              weights_path=r.weights or None)
 
-    def learner(self, device, dist: Dist = Dist(), on_epoch=None) -> tuple[Learner, models.BackboneInfo]:
-        model, info = self.model()
+    def learner(self, device, dist: Dist = Dist(), on_epoch=None,
+                built: tuple[models.Net, models.BackboneInfo] | None = None) -> tuple[Learner, models.BackboneInfo]:
+        """`built`: the result of `model()` when the caller made it first (to fail before writing)."""
+        model, info = built or self.model()
         return Learner(self.competition, model, self.data(info, dist), self.recipe, self.options, device,
                        dist=dist, on_epoch=on_epoch), info
 

@@ -91,6 +91,7 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
     dev = dist.device(devices.pick(options.device))
     exp = Experiment.from_folder(competition, data_dir, recipe, options)
     checkpoint = runs.Run.open(resume, finished=False).load_tensors(runs.CHECKPOINT) if resume else None
+    built = exp.model()  # weights found (or refused) before a run folder is made
     run = None
     if dist.main:
         if resume:
@@ -107,7 +108,7 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
             for note in exp.split.notes:
                 progress.write(f"note: {note}", options.progress)
         keeper = Checkpoints(run, competition, options.keep, checkpoint, resume)
-        learner, info = exp.learner(dev, dist, on_epoch=keeper)
+        learner, info = exp.learner(dev, dist, on_epoch=keeper, built=built)
         if run is not None:
             run.save_json("config.json", {**run.load_json("config.json"), "backbone": info.__dict__,
                                           "precision": learner.precision.dtype})

@@ -145,6 +145,29 @@ def test_check_is_a_dry_run_and_typos_fail_before_any_run_folder(dogs_dir, tmp_p
     assert not (tmp_path / "runs").exists()
 
 
+
+def test_weights_that_cannot_be_had_fail_before_any_run_folder(dogs_dir, tmp_path, monkeypatch, capsys):
+    """Uncached timm weights and an unreachable hub: refused at once (not after the hub's retries),
+    with nothing written."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as s:  # a loopback port nobody listens on: connecting is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    assert cli(["train", REDUX, "--data", str(dogs_dir), "--runs", str(tmp_path / "runs"),
+                "--backbone", "resnet10t", "--size", "32"]) == 1
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port} cannot be reached" in err and "--no-pretrained" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
 def test_unusable_model_files_are_one_line_errors(uninterrupted, tmp_path, capsys):
     for name, payload in (("empty", b""), ("garbage", b"not a torch file at all")):
         folder = tmp_path / name
