@@ -38,7 +38,7 @@ SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", "
 MAX_DEPTH = UnpackBudget.max_depth  # archives inside archives, at most this deep (by default)
 _MAGIC = ((b"7z\xbc\xaf\x27\x1c", "7z"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"PK\x07\x08", "zip"),
           (b"\x1f\x8b", "tar"), (b"BZh", "tar"), (b"\xfd7zXZ\x00", "tar"))  # tar: compressed, or "ustar" at 257
-_LEFTOVER = re.compile(r".+\.(?:partial|old)-(\d+)-\w{1,32}")  # what a killed run may leave
+_LEFTOVER = re.compile(r"(.+)\.(?:partial|old)-(\d+)-[0-9a-f]{8}")  # what a killed run may leave (_sibling)
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -53,6 +53,16 @@ def stem(name: str) -> str:
     while suffix := _suffix(name):
         name = name[: -len(suffix)]
     return name
+
+
+def _folder_name(name: str, label: str) -> str:
+    """stem(name) as the name of the folder an archive unpacks into; refused when it names no
+    folder of its own (`..zip`, `..tar.gz`)."""
+    out = stem(name)
+    if out in ("", ".", ".."):
+        raise UnsafeArchiveError(f"{label}: the name {name!r} leaves no folder name to unpack it into "
+                                 f"({out!r}); rename it")
+    return out
 
 
 def is_archive(path: str | Path) -> bool:
@@ -114,7 +124,7 @@ def _unpack_tree(path: Path, dest: Path, progress: bool, nested: bool, tally: Ta
             raise ArchiveBudgetError(
                 f"{inner_label}: archives nested more than {tally.budget.max_depth} deep; stopped, nothing was "
                 f"unpacked: {MALICIOUS} (or raise {ENV['max_depth']} / budget=UnpackBudget(max_depth=...))")
-        out = inner.with_name(stem(inner.name))
+        out = inner.with_name(_folder_name(inner.name, inner_label))
         if _exists(out):
             raise ArchiveError(f"{inner_label}: cannot unpack it beside itself, {out.name!r} is already there")
         tmp = _temp_beside(out)
@@ -177,16 +187,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _remove_leftovers(folder: Path) -> None:
-    """Remove what a killed extraction left in `folder`: `<name>.partial-<pid>-<random>` (and
-    `.old-`) whose process is gone."""
+def _remove_leftovers(folder: Path, bases: set[str]) -> None:
+    """Remove what a killed extraction left in `folder`: `<base>.partial-<pid>-<random>` (and
+    `.old-`) of one of `bases` (names it unpacks into), made by `_sibling`, whose process is gone.
+    Anything else, however alike, is the user's."""
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
         m = _LEFTOVER.fullmatch(name)
-        if m and not _alive(int(m.group(1))):
+        if m and m.group(1) in bases and not _alive(int(m.group(2))):
             path = folder / name
             shutil.rmtree(path, ignore_errors=True) if _mode(path, stat.S_ISDIR) else path.unlink(missing_ok=True)
 
@@ -268,7 +279,7 @@ def extract(archive: str | Path, target: str | Path, *, nested: bool = True, ove
             raise ArchiveError(f"{archive}: cannot unpack it over the folder that holds it; use extract_all")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(target.parent)
+        _remove_leftovers(target.parent, {target.name[:200]})
         tmp = _temp_beside(target)
     except OSError as e:
         raise _placing(archive, target, e) from e
@@ -306,8 +317,8 @@ def extract_all(folder: str | Path, *, progress: bool = True, budget: UnpackBudg
     (each archive with those inside it) and `progress`: as for `extract`.
     """
     folder = Path(folder)
-    _remove_leftovers(folder)
     record = _read_json(folder / RECORD) or {}
+    _remove_leftovers(folder, _own_names(folder, record))
     made: set[Path] = set()
     for archive in sorted(p for p in folder.iterdir() if is_archive(p)):
         entry = record.get(archive.name)
@@ -321,9 +332,19 @@ def extract_all(folder: str | Path, *, progress: bool = True, budget: UnpackBudg
     return sorted(made)
 
 
+def _own_names(folder: Path, record: dict) -> set[str]:
+    """The names extract_all writes in `folder` (what its leftovers are named after): the
+    record, the archives' stems and the entries recorded as theirs."""
+    names = {RECORD} | ({stem(p.name) for p in folder.iterdir() if is_archive(p)} if folder.is_dir() else set())
+    for entry in record.values():
+        if isinstance(entry, dict):
+            names.update(n for n in entry.get("outputs", []) + entry.get("kept", []) if isinstance(n, str))
+    return {n[:200] for n in names}
+
+
 def _unpack_into(folder: Path, archive: Path, record: dict, progress: bool, budget: UnpackBudget | None) -> dict:
     """One archive of `extract_all`: unpack beside, place its entries, update the record."""
-    sig, name = _signature(archive), stem(archive.name)
+    sig, name = _signature(archive), _folder_name(archive.name, str(archive))
     previous = set((record.get(archive.name) or {}).get("outputs", []))
     tmp = _temp_beside(folder / name)
     try:

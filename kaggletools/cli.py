@@ -184,6 +184,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _os_fixes() -> dict[int, str]:
+    import errno
+
+    return {errno.EEXIST: "a file stands where a folder is needed: give another path or move the file away",
+            errno.ENOTDIR: "a file stands where a folder is needed: give another path or move the file away",
+            errno.EISDIR: "a folder stands where a file is needed: give the path of a file",
+            errno.EACCES: "no permission: choose a folder you can write to, or fix its permissions",
+            errno.EPERM: "not permitted: choose a folder you can write to, or fix its permissions",
+            errno.EROFS: "the file system is read-only: choose a writable folder",
+            errno.ENAMETOOLONG: "the name is too long for the file system: choose a shorter path"}
+
+
+_OS_FIXES = _os_fixes()
+
+
 def one_line(e: BaseException) -> str:
     """An error as one line: our errors carry their explanation; others get their kind and a hint."""
     import errno
@@ -193,6 +208,9 @@ def one_line(e: BaseException) -> str:
         return f"the disk is full ({e.filename or text}); free some space and run the command again"
     if isinstance(e, MemoryError):
         return "out of memory; lower --batch-size or --size"
+    fix = _OS_FIXES.get(getattr(e, "errno", None)) if isinstance(e, OSError) and e.filename else None
+    if fix:  # a raw OS error about a path the user gave: say which path and what to do
+        return f"{e.filename}: {e.strerror or text}; {fix}"
     ours = type(e).__module__.startswith("kaggletools") or isinstance(e, (ValueError, FileNotFoundError,
                                                                           FileExistsError, PermissionError))
     return text if ours else f"{type(e).__name__}: {text} (run again with --debug for the traceback)"

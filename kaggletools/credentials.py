@@ -6,6 +6,7 @@ records), `RedactingWriter` (stdout/stderr of the client). The errors of `kaggle
 from __future__ import annotations
 
 import base64
+import html
 import contextlib
 import json
 import logging
@@ -81,14 +82,15 @@ def _secret_forms(secret: str, usernames: Iterable[str | None] = ()) -> set[str]
             forms.update(_b64_forms(f"{user}:{secret}".encode()))
     for form in list(forms):
         forms.update({urllib.parse.quote(form), urllib.parse.quote(form, safe=""),
-                      urllib.parse.quote_plus(form), form.replace("/", "\\/")})
+                      urllib.parse.quote_plus(form), form.replace("/", "\\/"), html.escape(form)})
     return {f for f in forms if len(f) >= 4}
 
 
 def _pattern(form: str) -> str:
-    """`form` as a regex; percent escapes match in either case (%2f or %2F)."""
-    parts = re.split(r"(%[0-9A-Fa-f]{2})", form)
-    return "".join(f"%(?i:{p[1:]})" if i % 2 else re.escape(p) for i, p in enumerate(parts))
+    """`form` as a regex (compiled case-insensitive: %2f or %2F, an upper-cased key), also when
+    broken over lines (MIME base64 wraps at 76 characters) or split by a percent escape's case."""
+    tokens = [t for t in re.split(r"(%[0-9A-Fa-f]{2})", form) for t in ([t] if t.startswith("%") else t)]
+    return r"(?:\r?\n)?".join(re.escape(t) for t in tokens if t)
 
 
 class Redactor:
@@ -101,7 +103,7 @@ class Redactor:
         for s in {s.strip() for s in secrets if isinstance(s, str)}:
             if len(s) >= 4:
                 forms |= _secret_forms(s, users)
-        self._regex = (re.compile("|".join(_pattern(f) for f in sorted(forms, key=len, reverse=True)))
+        self._regex = (re.compile("|".join(_pattern(f) for f in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
                        if forms else None)
 
     def __call__(self, text: str) -> str:

@@ -263,6 +263,19 @@ def test_malicious_archive_inside_an_archive(tmp_path, box):
                   how="extract_all")
 
 
+
+@pytest.mark.parametrize("name", ["..tar.gz", "..zip", "...tar", "..7z.zip"])
+def test_archive_names_that_leave_no_folder_name(tmp_path, box, name):
+    """`..zip` would unpack into `.`: beside the data folder, not in it; refused, before anything is written."""
+    (box / name).write_bytes(zip_bytes({"a.csv": b"1", "b.csv": b"2"}))
+    fails_cleanly(tmp_path, box / name, match="leaves no folder name", how="extract_all")
+    (box / name).unlink()
+    inner = make_tar(tmp_path / "inner.tar", F("x"))
+    (box / "comp.zip").write_bytes(zip_bytes({"ok.csv": b"1", name: inner.read_bytes()}))
+    inner.unlink()
+    err = fails_cleanly(tmp_path, box / "comp.zip", match="leaves no folder name", how="extract_all")
+    assert f"comp.zip > {name}" in str(err)
+
 # -- clashes and names ------------------------------------------------------------------------
 @pytest.mark.parametrize("members", [[F("a"), F("a/b")], [F("a/b"), F("a")], [D("a"), F("a")], [F("a"), D("a")]])
 def test_file_and_folder_of_the_same_name(tmp_path, box, members):
@@ -465,23 +478,28 @@ def test_leftovers_of_a_killed_extraction_are_removed(tmp_path):
         (p / "train" / "half.jpg").write_bytes(b"half")
     (folder / f".kaggletools-unpacked.json.partial-{dead}-00000000").write_text("{")
     busy, foreign = folder / f"train.partial-{alive}-0123abcd", folder / "train.partial-k2j3h4l5"
-    busy.mkdir()
-    foreign.mkdir()
+    users = folder / f"notes.partial-{dead}-0123abcd"  # named after nothing extract_all makes here
+    for p in (busy, foreign, users):
+        p.mkdir()
     assert extract_all(folder, progress=False) == [folder / "train"]
     assert sorted(os.listdir(folder)) == sorted([".kaggletools-unpacked.json", "train", "train.zip", busy.name,
-                                                 foreign.name])
+                                                 foreign.name, users.name])
     assert sorted(os.listdir(folder / "train")) == ["a.jpg"]
 
 
 def test_extract_removes_leftovers_beside_the_target(tmp_path):
     src = make_zip(tmp_path / "data.zip", {"a.txt": b"a"})
     dead, alive = dead_pid(), os.getppid()
-    stale = [tmp_path / f"out.partial-{dead}-0123abcd", tmp_path / f"other.partial-{dead}-x1_y2"]
-    kept = [tmp_path / f"out.partial-{alive}-0123abcd", tmp_path / "out.partial-k2j3h4l5", tmp_path / "notes-1-2"]
+    stale = [tmp_path / f"out.partial-{dead}-0123abcd", tmp_path / f"out.old-{dead}-89abcdef"]
+    kept = [tmp_path / f"out.partial-{alive}-0123abcd", tmp_path / "out.partial-k2j3h4l5", tmp_path / "notes-1-2",
+            tmp_path / f"other.partial-{dead}-0123abcd",  # not what this target's extraction makes
+            tmp_path / f"out.partial-{dead}-2019",  # a user's folder that only looks alike
+            tmp_path / "photos.partial-4000000-2019"]
     for p in stale + kept:
         p.mkdir()
+    (tmp_path / "thesis.old-99999-final").write_text("mine")
     extract(src, tmp_path / "out", progress=False)
-    assert sorted(os.listdir(tmp_path)) == sorted(["data.zip", "out"] + [p.name for p in kept])
+    assert sorted(os.listdir(tmp_path)) == sorted(["data.zip", "out", "thesis.old-99999-final"] + [p.name for p in kept])
 
 
 def test_quiet_means_no_output(tmp_path, capfd):

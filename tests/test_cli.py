@@ -111,6 +111,18 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
     assert err.count("\n") == 1 and "--epochs: invalid int value: 'two'" in err
 
 
+
+def test_a_file_where_a_folder_belongs_is_one_line_with_the_fix(tmp_path, capsys):
+    (tmp_path / "data").write_text("not a folder")
+    (tmp_path / "train.zip").write_bytes(b"")
+    for args in (["prepare", SLUG, "--add", str(tmp_path / "train.zip"), "--data", str(tmp_path / "data")],
+                 ["prepare", SLUG, "--add", str(tmp_path / "train.zip"), "--data", str(tmp_path / "data" / "in")]):
+        assert cli(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(tmp_path / "data") in err, err
+        assert "a file stands where a folder is needed" in err, err
+    assert (tmp_path / "data").read_text() == "not a folder"
+
 def test_unknown_tags_draw_a_one_line_warning(tmp_path, capsys):
     csv = tmp_path / "planet.csv"
     csv.write_text("image_name,tags\ntest_0,clear primary jungle\n")

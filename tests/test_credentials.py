@@ -3,6 +3,7 @@ form in which a server might echo a secret (strings, streams, log records)."""
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import logging
@@ -116,6 +117,24 @@ def test_redact_base64_of_longer_text_at_any_alignment(prefix):
         # what is left cannot be decoded back to the secret
         assert secret not in base64.b64decode(out.replace("***", "") + "===", validate=False).decode(errors="ignore")
 
+
+
+@pytest.mark.parametrize("user", ["a-rather-long-kaggle-user-name-for-wrapping", "x" * 30, "x" * 50])
+def test_redact_base64_wrapped_over_lines(user):
+    """MIME base64 (base64.encodebytes) breaks lines every 76 characters, anywhere in the key."""
+    for newline in ("\n", "\r\n"):
+        wrapped = base64.encodebytes(f"{user}:{KEY}".encode()).decode().replace("\n", newline)
+        assert "\n" in wrapped.strip()
+        out = C.redact(f"echo:\n{wrapped}", [KEY], [user])
+        assert "***" in out
+        assert KEY not in base64.b64decode("".join(out.replace("***", "").split()[1:]) + "===",
+                                            validate=False).decode(errors="ignore")
+
+
+def test_redact_an_upper_cased_key_and_an_html_escaped_secret():
+    assert C.redact(f"said {KEY.upper()}.", [KEY]) == "said ***."
+    escaped = html.escape(ODD_SECRET)
+    assert escaped != ODD_SECRET and C.redact(f"<p>{escaped}</p>", [ODD_SECRET]) == "<p>***</p>"
 
 def test_redact_leaves_ordinary_text_and_ignores_short_secrets():
     text = "Downloading train.zip to data/dogs\n100%|##########| 1.2M/1.2M"
