@@ -249,7 +249,7 @@ def unpack_zip(path: Path, w: Writer, progress: bool) -> None:
         with bar(progress, f"unpack {path.name}", len(infos)) as b:
             for info in infos:
                 fmt = stat.S_IFMT(info.external_attr >> 16)
-                if info.is_dir():
+                if info.is_dir() or (fmt == stat.S_IFDIR and info.file_size == 0):  # a folder by its mode bits
                     w.folder(info.filename)
                 elif fmt == stat.S_IFLNK:
                     if info.file_size > LINK_MAX:

@@ -172,6 +172,13 @@ def test_devices_in_zip_and_tar_are_rejected(tmp_path, box):
     fails_cleanly(tmp_path, make_tar(box / "dev.tar", F("ok"), ("fifo", tarfile.FIFOTYPE, b"")), match="fifo")
 
 
+
+def test_a_zip_folder_given_by_its_mode_bits_alone(tmp_path, box):
+    """Some zip writers mark a folder by its Unix mode only (no trailing slash)."""
+    src = make_zip(box / "dirs.zip", {"d/a.txt": b"a"}, modes={"e": stat.S_IFDIR | 0o755})
+    out = extract(src, box / "out", progress=False)
+    assert (out / "e").is_dir() and (out / "d" / "a.txt").read_bytes() == b"a"
+
 # -- links ------------------------------------------------------------------------------------
 LINK_ATTACKS = {
     "symlink-out-then-write": lambda o: [S("a", "../outside"), F("a/pwned")],
