@@ -1,6 +1,8 @@
 """Reusable competition bases: a competition module subclasses one, declares its data and is done.
 
 - `BinaryLogLoss`: P(positive) in one column, log loss, the clip tuned on validation.
+- `BinaryAUC`: P(positive) in one column, unclipped, area under the ROC curve.
+- `BinaryProbability`: P(positive) in one column; bring your own metric.
 - `MultiClassLogLoss`: one probability column per class, multi-class log loss as Kaggle scores it.
 - `MultiClassLabel`: one column holding the predicted class's name, micro-F1 (= accuracy).
 Each implements the metric, the post-processing, the submission both ways and its value checks;
@@ -16,14 +18,29 @@ from kaggletools.competition import Competition
 from kaggletools.submission import SubmissionError, check_probabilities, numbers
 
 
-class BinaryLogLoss(Competition):
+class BinaryProbability(Competition):
+    """Binary, P(positive class) in `label_column` as written (no post-processing); declare
+    `metric`, `metric_name` and `greater_is_better`, or use BinaryLogLoss / BinaryAUC."""
+
+    task = tasks.Binary()
+    label_column: str = "label"
+
+    def submission(self, ids, probs, post) -> pd.DataFrame:
+        return pd.DataFrame({self.id_column: list(ids), self.label_column: np.asarray(probs)[:, 0]})
+
+    def read_submission(self, df) -> np.ndarray:
+        return numbers(df[self.label_column], self.label_column).to_numpy(np.float64)[:, None]
+
+    def validate_rows(self, df) -> None:
+        check_probabilities(df[self.label_column], self.label_column)
+
+
+class BinaryLogLoss(BinaryProbability):
     """Binary, scored by log loss on P(positive class): the submission holds clipped
     probabilities in `label_column`, the clip tuned on validation predictions."""
 
-    task = tasks.Binary()
     metric_name = "log_loss"
     greater_is_better = False
-    label_column: str = "label"
 
     def metric(self, y_true, probs, post=None) -> float:
         return metrics.log_loss(y_true, probs, (post or {}).get("clip", 0.0))
@@ -33,13 +50,18 @@ class BinaryLogLoss(Competition):
 
     def submission(self, ids, probs, post) -> pd.DataFrame:
         clip = post.get("clip", 0.005)
-        return pd.DataFrame({self.id_column: list(ids), self.label_column: np.clip(probs[:, 0], clip, 1 - clip)})
+        return super().submission(ids, np.clip(np.asarray(probs)[:, :1], clip, 1 - clip), post)
 
-    def read_submission(self, df) -> np.ndarray:
-        return numbers(df[self.label_column], self.label_column).to_numpy(np.float64)[:, None]
 
-    def validate_rows(self, df) -> None:
-        check_probabilities(df[self.label_column], self.label_column)
+class BinaryAUC(BinaryProbability):
+    """Binary, scored by the area under the ROC curve of P(positive class): only the order of
+    the probabilities counts, so they are written unclipped."""
+
+    metric_name = "roc_auc"
+    greater_is_better = True
+
+    def metric(self, y_true, probs, post=None) -> float:
+        return metrics.roc_auc(y_true, probs)
 
 
 class MultiClassLogLoss(Competition):

@@ -140,9 +140,26 @@ def sample(competition: Competition, data_dir: Path, out_dir: Path | None = None
     try:
         partial.mkdir(parents=True)
         competition.sample_files(data_dir, partial, train, test)
+        _check_sample(competition, partial, out_dir, len(train))
         (partial / SAMPLE_MARKER).write_text(json.dumps({**spec, "notes": train.attrs.get("notes", [])}))
         os.replace(partial, out_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return out_dir
+
+
+def _check_sample(competition: Competition, folder: Path, out_dir: Path, n_train: int) -> None:
+    """A sample is a data folder only if the competition's `items` finds its training items there."""
+    why = None
+    try:
+        found = len(competition.items(folder, "train"))
+        if found != n_train:
+            why = f"its items() finds {found} training items there, not the {n_train} chosen"
+    except CompetitionError as e:
+        why = str(e).replace(str(folder), str(out_dir))
+    if why:
+        raise CompetitionError(
+            f"{competition.slug}: the sample {out_dir} would not be a data folder: {why}. The competition's "
+            "sample_files must write what its items() reads (the default cuts a label file only when items() "
+            "came from kaggletools.layouts.labelled_by_csv; override sample_files otherwise)")

@@ -5,6 +5,10 @@ constant baseline. No Kaggle account and no internet needed. This module knows n
 without a name it runs the one registered as the default (Dogs vs. Cats redux)."""
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -20,11 +24,15 @@ def main(name: str | None = None, workdir: Path = Path("demo"), progress: bool =
     comp = competition.get(name or competition.default())
     workdir = Path(workdir) / comp.slug
     start = time.perf_counter()
-    data_dir, answers_file = workdir / "data", workdir / "answers.csv"
-    if not answers_file.is_file():
+    data_dir, answers_file, made_by = workdir / "data", workdir / "answers.csv", workdir / "fixture.json"
+    fingerprint = _fingerprint(comp, n_train, n_test)
+    if not answers_file.is_file() or _read(made_by) != fingerprint:  # none yet, or the module changed
+        shutil.rmtree(data_dir, ignore_errors=True)
+        answers_file.unlink(missing_ok=True)
         print(f"generating a Kaggle-shaped download of {comp.slug} in {data_dir} ...")
         answers = comp.make_fixture(data_dir, n_train, n_test, 0)
         answers.to_csv(answers_file, index=False)
+        made_by.write_text(json.dumps(fingerprint))
     api.prepare(comp.slug, data_dir, quiet=not progress)
     overrides = {**QUICK, **comp.demo}
     models.install_offline_weights()
@@ -50,3 +58,20 @@ def main(name: str | None = None, workdir: Path = Path("demo"), progress: bool =
           f"(constant baseline {prior_score:.4f}: {'beaten' if result['beats_baseline'] else 'NOT beaten'}; "
           f"{result['seconds']:.0f} s in all)")
     return result
+
+
+def _fingerprint(comp, n_train: int, n_test: int) -> dict:
+    """What the generated download depends on: the competition module's source and the sizes
+    (editing `make_fixture` makes the next demo generate it again)."""
+    try:
+        source = inspect.getsource(inspect.getmodule(type(comp)))
+    except (OSError, TypeError):
+        source = type(comp).__qualname__
+    return {"module": hashlib.sha256(source.encode()).hexdigest(), "n_train": n_train, "n_test": n_test}
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -90,8 +90,10 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, label_column: str) -> pd.DataFrame:
-    """Items of a `<folder>/<id>.<ext>` image folder labelled by a CSV `id_column,label_column`:
-    columns id, source, label. Label rows and images must match one to one."""
+    """Items of an image folder labelled by a CSV `id_column,label_column`: columns id, source,
+    label. The CSV's ids are the images' names without their suffix (`<folder>/<id>.jpg`) or, when
+    every id ends in an image suffix, the whole file names (`<folder>/<id>`). Label rows and images
+    must match one to one. `sample` cuts the CSV to the rows it keeps."""
     path = Path(data_dir) / csv_name
     df = read_csv(path, (id_column, label_column))
     ids = df[id_column].str.strip()
@@ -101,6 +103,8 @@ def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, 
     files = image_files(data_dir, folder)
     if not files:
         raise CompetitionError(f"{Path(data_dir) / folder}: no images; download and `prepare` the data")
+    if len(ids) and ids.str.lower().str.endswith(IMAGE_SUFFIXES).all():  # ids are file names
+        files = {Path(source).name: source for source in files.values()}
     labels = pd.DataFrame({"id": ids.to_numpy(), "label": df[label_column].str.strip().to_numpy()})
     table = match_labels(labels, files, path, Path(data_dir) / folder)
     table.attrs.update({"source": str(path), "labels": {"file": csv_name, "id_column": id_column}})

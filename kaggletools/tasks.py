@@ -116,7 +116,8 @@ def _bad(items: pd.DataFrame, mask, where: str, what: str, fix: str) -> Competit
 
 
 class Binary(Task):
-    """One class: the probability of the positive one (`classes[0]`), read from a 0/1 column."""
+    """One class: the probability of the positive one (`classes[0]`), read from a 0/1 column named
+    `classes[0]` (or `label`, as `kaggletools.layouts.labelled_by_csv` names it)."""
 
     name = "binary"
 
@@ -127,7 +128,8 @@ class Binary(Task):
                                    "use MultiClass() for several exclusive classes")
 
     def targets(self, items, classes, where="") -> np.ndarray:
-        values = pd.to_numeric(_column_values(items, classes[0], where), errors="coerce")
+        column = classes[0] if classes[0] in items.columns or "label" not in items.columns else "label"
+        values = pd.to_numeric(_column_values(items, column, where), errors="coerce")
         bad = ~values.isin([0, 1])
         if bad.any():
             raise _bad(items, bad, where, f"have a {classes[0]!r} label that is not 0 or 1",

@@ -18,9 +18,8 @@ MIN_HALF = 4  # fewer validation items per half than this: no cross-fitted score
 
 
 def variants(competition, y: np.ndarray, probs: np.ndarray) -> dict[str, dict]:
-    """The competition's post-processing variants tuned on (y, probs); 'tuned' by default."""
-    own = getattr(competition, "post_variants", None)
-    return own(y, probs) if callable(own) else {"tuned": competition.fit_post(y, probs)}
+    """The competition's post-processing variants tuned on (y, probs) (Competition.post_variants)."""
+    return competition.post_variants(y, probs)
 
 
 def cross_fitted(competition, y: np.ndarray, probs: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -37,7 +36,7 @@ def cross_fitted(competition, y: np.ndarray, probs: np.ndarray, seed: int = 0) -
     parts = [(in_a, ~in_a), (~in_a, in_a)]
     fitted = [variants(competition, y[fit], probs[fit]) for fit, _ in parts]
     scores = {}
-    for name in fitted[0]:
+    for name in [n for n in fitted[0] if n in fitted[1]]:
         total = sum(score.sum() * competition.metric(y[score], probs[score], chosen[name])
                     for (_, score), chosen in zip(parts, fitted))
         scores[name] = float(total / n)

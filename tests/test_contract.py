@@ -5,6 +5,8 @@ baseline on the fixture's hidden answers, and the rejection of broken submission
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,18 @@ def test_registry_lists_at_least_the_six_competitions_with_their_identity():
         assert comp.describe()["task"] == comp.task.name
         assert comp.submission_columns()[0] == comp.id_column
 
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_the_module_imports_neither_torch_nor_sklearn(slug):
+    """Listing competitions imports every module: heavy imports belong inside the functions."""
+    module = type(competition.get(slug)).__module__
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{slug} is defined by a test, not by an importable module")
+    code = (f"import importlib, sys; importlib.import_module({module!r}); "
+            "print([m for m in ('torch', 'sklearn', 'torchvision', 'timm') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"importing {module} imports {out}: import them inside the functions that use them"
 
 def test_unknown_competition_names_the_closest_and_the_valid_ones():
     with pytest.raises(CompetitionError, match="did you mean dogs-vs-cats.*registered: .*planet"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -163,6 +164,38 @@ def test_sample_larger_than_the_data_is_refused_from_the_cli(dogs_dir, tmp_path,
     assert rc == 1 and "only 48" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
+
+
+def test_a_sample_its_competition_cannot_read_is_refused_and_nothing_is_left(tmp_path):
+    """A competition that reads its own label file (not through layouts.labelled_by_csv) and keeps
+    the default sample_files: the sample would lack the label file, so sample says so."""
+    from kaggletools import layouts
+    from kaggletools.bases import BinaryAUC
+
+    class OwnReader(BinaryAUC):
+        slug, classes, label_column = "own-reader", ("has_x",), "has_x"
+
+        def items(self, data_dir, split):
+            if split == "test":
+                return layouts.unlabelled(data_dir, "test", keep_suffix=True)
+            labels = layouts.read_csv(Path(data_dir) / "train.csv", ("id", "has_x"))
+            files = {Path(s).name: s for s in layouts.image_files(data_dir, "train").values()}
+            return layouts.match_labels(labels, files, Path(data_dir) / "train.csv", Path(data_dir) / "train")
+
+        def make_fixture(self, folder, n_train=64, n_test=32, seed=0):
+            raise NotImplementedError
+
+    folder = tmp_path / "data"
+    for split in ("train", "test"):
+        (folder / split).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (8, 8)).save(folder / split / f"{i}.jpg")
+    pd.DataFrame({"id": [f"{i}.jpg" for i in range(8)], "has_x": [i % 2 for i in range(8)]}).to_csv(
+        folder / "train.csv", index=False)
+    with pytest.raises(CompetitionError, match=r"sample .*would not be a data folder.*label file not found"
+                                               r".*override sample_files"):
+        data.sample(OwnReader(), folder, tmp_path / "s", n_train=4, n_test=2)
+    assert not (tmp_path / "s").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 def test_sample_is_stratified_and_deterministic(dogs_dir, tmp_path):
     a = api.sample(REDUX, dogs_dir, tmp_path / "a", n_train=10, n_test=4, seed=1)

@@ -26,3 +26,26 @@ def test_the_readme_example_competition_runs_the_whole_loop(tmp_path):
     demo = subprocess.run([sys.executable, "-c", quick], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "validated" in demo.stdout and "beaten" in demo.stdout and "NOT beaten" not in demo.stdout, demo.stdout
+
+
+def test_the_readme_interface_tables_name_what_exists():
+    """Every attribute, method, base and layout helper the README's reference names is real."""
+    import re
+
+    from kaggletools import bases, fixtures, layouts
+    from kaggletools.competition import Competition
+
+    text = README.read_text().split("## Adding a competition")[1].split("\n## ")[0]
+    reference = text.split("The whole interface")[1]
+    rows = re.findall(r"^\| `(\w+)", reference, re.M)
+    assert len(rows) >= 20, rows
+    for name in rows:
+        assert name == "register" or hasattr(Competition, name), name
+    table = text.split("The bases in `kaggletools.bases`")[1].split("`kaggletools.layouts`")[0]
+    named = re.findall(r"^\| `(\w+)` \|", table, re.M)
+    assert len(named) == 5, named
+    for name in named:
+        assert isinstance(getattr(bases, name), type) and issubclass(getattr(bases, name), Competition), name
+    for helper in re.findall(r"`(\w+)\(", text):
+        assert any(hasattr(m, helper) for m in (layouts, fixtures, Competition)) or helper in {
+            "register", "Recipe", "MultiClass", "Binary", "MultiLabel"}, helper
