@@ -5,6 +5,8 @@
 - `BinaryProbability`: P(positive) in one column; bring your own metric.
 - `MultiClassLogLoss`: one probability column per class, multi-class log loss as Kaggle scores it.
 - `MultiClassLabel`: one column holding the predicted class's name, micro-F1 (= accuracy).
+- `MultiLabelTags`: the predicted tags, space-separated, in one column; mean F-beta over items
+  with thresholds chosen honestly (0.5, 0.2, one tuned global or per-tag).
 Each implements the metric, the post-processing, the submission both ways and its value checks;
 the subclass declares slug, classes, files, `items` and `make_fixture`.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kaggletools import metrics, tasks
+from kaggletools import metrics, multilabel, tasks
 from kaggletools.competition import Competition
 from kaggletools.submission import SubmissionError, check_probabilities, numbers
 
@@ -133,3 +135,71 @@ class MultiClassLabel(Competition):
             row = int(np.flatnonzero(unknown.to_numpy())[0])
             raise SubmissionError(f"row {row + 1} (id {df[self.id_column].iloc[row]}): {values.iloc[row]!r} is not a "
                                   f"class; write one of {', '.join(self.classes)} exactly")
+
+
+class MultiLabelTags(Competition):
+    """Multi-label: the predicted tags, space-separated in `label_column` (as Planet's
+    `image_name,tags`), scored by F-beta per item averaged over items (`beta`; set `metric_name`
+    with it). The thresholds the submission uses are 0.5, 0.2, one tuned global threshold or
+    per-tag thresholds (rare tags shrunk toward the global one), whichever scores best on
+    validation items that did not tune it (kaggletools.multilabel.choose_thresholds); the report
+    scores each variant and the choice itself that way. `rules` (multilabel.TagRules): tags of
+    which exactly one is predicted per item, tags that stand alone."""
+
+    task = tasks.MultiLabel()
+    metric_name = "f2"
+    greater_is_better = True
+    label_column: str = "tags"
+    beta: float = 2.0
+    rules: multilabel.TagRules = multilabel.TagRules()
+
+    def decide(self, probs: np.ndarray, post: dict | None) -> np.ndarray:
+        """(n, k) booleans: each tag's probability against its threshold, then the rules."""
+        return multilabel.decide(probs, multilabel.thresholds(post, self.classes), self.classes, self.rules)
+
+    def metric(self, y_true, probs, post=None) -> float:
+        return float(metrics.fbeta_per_sample(y_true, self.decide(probs, post), self.beta).mean())
+
+    def fit_post(self, y_true, probs) -> dict:
+        y, probs = np.asarray(y_true), np.asarray(probs)
+        return multilabel.choose_thresholds(y, probs, self.classes, self.rules, self.beta, self._halves(y))
+
+    def post_variants(self, y_true, probs) -> dict:
+        """Each threshold variant, and `chosen`: the whole choice (itself cross-fitted inside the
+        tuning half)."""
+        y, probs = np.asarray(y_true), np.asarray(probs)
+        return {**multilabel.threshold_variants(y, probs, self.classes, self.rules, self.beta),
+                "chosen": self.fit_post(y, probs)}
+
+    def _halves(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """multilabel.SPLITS pairs of disjoint stratified halves of the items (none below 2 x 4 items)."""
+        n = len(y)
+        if n < 8:
+            return []
+        pairs = []
+        for seed in range(multilabel.SPLITS):
+            try:
+                half = self.task.split(y, n // 2, seed, self.classes)[0]
+            except ValueError:
+                half = np.random.default_rng(seed).permutation(n)[: n // 2]
+            in_a = np.zeros(n, bool)
+            in_a[half] = True
+            pairs.append((np.flatnonzero(in_a), np.flatnonzero(~in_a)))
+        return pairs
+
+    def check_post(self, post: dict) -> None:
+        multilabel.thresholds(post, self.classes)
+
+    def submission(self, ids, probs, post) -> pd.DataFrame:
+        probs = np.asarray(probs)
+        if probs.shape != (len(ids), len(self.classes)):
+            raise SubmissionError(f"expected probabilities of shape ({len(ids)}, {len(self.classes)}), "
+                                  f"got {probs.shape}")
+        return pd.DataFrame({self.id_column: list(ids),
+                             self.label_column: multilabel.to_tags(self.decide(probs, post), self.classes)})
+
+    def read_submission(self, df) -> np.ndarray:
+        return multilabel.tags_matrix(df[self.label_column], self.classes)[0]
+
+    def validate_rows(self, df) -> None:
+        multilabel.check_tags(df[self.label_column], self.classes)

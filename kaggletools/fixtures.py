@@ -17,29 +17,59 @@ def class_image(index: int, n_classes: int, rng: np.random.Generator, side: int 
     """An image a small network tells apart by class: class `index` of `n_classes` draws its own
     shape (ellipse, square, triangle, cross, ring) in its own hue, at a random place and size,
     over a noisy background; 1-3 copies."""
-    hue = index / max(n_classes, 1)
-    colour = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.85, 0.95))
-    base = np.clip(np.array(background) + rng.normal(0, 14, (side, side, 3)), 0, 255).astype(np.uint8)
-    img = Image.fromarray(base)
+    img = _background(rng, side, background)
     draw = ImageDraw.Draw(img)
-    shape = index % 5
     for _ in range(int(rng.integers(1, 4))):
-        r = side * rng.uniform(0.12, 0.22)
-        cx, cy = rng.uniform(r, side - r, 2)
-        box = [cx - r, cy - r, cx + r, cy + r]
-        if shape == 0:
-            draw.ellipse(box, fill=colour)
-        elif shape == 1:
-            draw.rectangle(box, fill=colour)
-        elif shape == 2:
-            draw.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], fill=colour)
-        elif shape == 3:
-            w = max(2, int(r / 2.5))
-            draw.line([(cx - r, cy), (cx + r, cy)], fill=colour, width=w)
-            draw.line([(cx, cy - r), (cx, cy + r)], fill=colour, width=w)
-        else:
-            draw.ellipse(box, outline=colour, width=max(2, int(r / 3)))
+        _mark(draw, index, n_classes, rng, side, (0.12, 0.22))
     return img.filter(ImageFilter.GaussianBlur(0.5))
+
+
+def tags_image(present, n_classes: int, rng: np.random.Generator, side: int = 96,
+               background=(96, 80, 64)) -> Image.Image:
+    """A multi-label image: one mark (as `class_image` draws it, smaller) of each class index in
+    `present`, so a small network learns each tag on its own."""
+    img = _background(rng, side, background)
+    draw = ImageDraw.Draw(img)
+    for index in present:
+        _mark(draw, int(index), n_classes, rng, side, (0.08, 0.14))
+    return img.filter(ImageFilter.GaussianBlur(0.5))
+
+
+def random_tags(n: int, n_classes: int, rng: np.random.Generator, p: float = 0.3) -> list[list[int]]:
+    """n rows of class indices for a multi-label fixture: each class with probability `p`, at
+    least one per row, and the first rows covering every class."""
+    rows = []
+    for i in range(n):
+        row = set(np.flatnonzero(rng.random(n_classes) < p).tolist())
+        row.add(i % n_classes if i < n_classes else int(rng.integers(n_classes)))
+        rows.append(sorted(row))
+    return rows
+
+
+def _background(rng: np.random.Generator, side: int, background) -> Image.Image:
+    return Image.fromarray(np.clip(np.array(background) + rng.normal(0, 14, (side, side, 3)), 0, 255).astype(np.uint8))
+
+
+def _mark(draw: ImageDraw.ImageDraw, index: int, n_classes: int, rng: np.random.Generator, side: int,
+          radius: tuple[float, float]) -> None:
+    """Class `index`'s shape in its hue, at a random place and size."""
+    colour = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(index / max(n_classes, 1), 0.85, 0.95))
+    r = side * rng.uniform(*radius)
+    cx, cy = rng.uniform(r, side - r, 2)
+    box = [cx - r, cy - r, cx + r, cy + r]
+    shape = index % 5
+    if shape == 0:
+        draw.ellipse(box, fill=colour)
+    elif shape == 1:
+        draw.rectangle(box, fill=colour)
+    elif shape == 2:
+        draw.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], fill=colour)
+    elif shape == 3:
+        w = max(2, int(r / 2.5))
+        draw.line([(cx - r, cy), (cx + r, cy)], fill=colour, width=w)
+        draw.line([(cx, cy - r), (cx, cy + r)], fill=colour, width=w)
+    else:
+        draw.ellipse(box, outline=colour, width=max(2, int(r / 3)))
 
 
 def encode(img: Image.Image, fmt: str = "JPEG") -> bytes:

@@ -103,12 +103,35 @@ def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, 
     files = image_files(data_dir, folder)
     if not files:
         raise CompetitionError(f"{Path(data_dir) / folder}: no images; download and `prepare` the data")
-    if len(ids) and ids.str.lower().str.endswith(IMAGE_SUFFIXES).all():  # ids are file names
-        files = {Path(source).name: source for source in files.values()}
+    files = _keyed_like(ids, files)
     labels = pd.DataFrame({"id": ids.to_numpy(), "label": df[label_column].str.strip().to_numpy()})
     table = match_labels(labels, files, path, Path(data_dir) / folder)
     table.attrs.update({"source": str(path), "labels": {"file": csv_name, "id_column": id_column}})
     return table
+
+
+def labelled_by_tags(data_dir: Path, csv_name: str, folder: str, id_column: str, tags_column: str,
+                     classes) -> pd.DataFrame:
+    """Multi-label items of an image folder labelled by a CSV `id_column,tags_column` with
+    space-separated tags (Planet's `image_name,tags`): columns id, source and one 0/1 column per
+    class. Ids as for `labelled_by_csv`; unknown tags and duplicate ids are errors naming the file."""
+    from kaggletools.multilabel import read_labels
+
+    path = Path(data_dir) / csv_name
+    labels = read_labels(path, classes, id_column, tags_column)
+    files = image_files(data_dir, folder)
+    if not files:
+        raise CompetitionError(f"{Path(data_dir) / folder}: no images; download and `prepare` the data")
+    table = match_labels(labels, _keyed_like(labels["id"], files), path, Path(data_dir) / folder)
+    table.attrs.update({"source": str(path), "labels": {"file": csv_name, "id_column": id_column}})
+    return table
+
+
+def _keyed_like(ids: pd.Series, files: dict[str, str]) -> dict[str, str]:
+    """`files` ({stem: source}) keyed by whole file names when every id ends in an image suffix."""
+    if len(ids) and ids.str.lower().str.endswith(IMAGE_SUFFIXES).all():
+        return {Path(source).name: source for source in files.values()}
+    return files
 
 
 def labelled_by_folder(data_dir: Path, folder: str, classes) -> pd.DataFrame:

@@ -7,22 +7,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_the_readme_example_competition_runs_the_whole_loop(tmp_path):
+@pytest.mark.parametrize("heading, module, slug, alias", [
+    ("A complete multi-class example", "readme_flowers", "flowers-recognition", "flowers"),
+    ("A multi-label example", "readme_landscapes", "landscape-tags", "landscapes")])
+def test_the_readme_example_competitions_run_the_whole_loop(tmp_path, heading, module, slug, alias):
     text = README.read_text()
-    code = text.split("A complete multi-class example")[1].split("```python\n")[1].split("```")[0]
-    (tmp_path / "readme_flowers.py").write_text(code)
-    info = tmp_path / "readme_flowers-0.1.dist-info"
+    code = text.split(heading)[1].split("```python\n")[1].split("```")[0]
+    (tmp_path / f"{module}.py").write_text(code)
+    info = tmp_path / f"{module}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: readme_flowers\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[kaggletools.competitions]\nflowers = readme_flowers\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[kaggletools.competitions]\n{alias} = {module}\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     listed = subprocess.run([sys.executable, "-m", "kaggletools", "competitions"], capture_output=True, text=True,
                             env=env)
-    assert "flowers-recognition" in listed.stdout, listed.stderr
-    quick = "from kaggletools import demo; demo.main('flowers', 'demo', progress=False, n_train=120, n_test=40)"
+    assert slug in listed.stdout, listed.stderr
+    quick = f"from kaggletools import demo; demo.main({alias!r}, 'demo', progress=False, n_train=120, n_test=40)"
     demo = subprocess.run([sys.executable, "-c", quick], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "validated" in demo.stdout and "beaten" in demo.stdout and "NOT beaten" not in demo.stdout, demo.stdout
@@ -43,7 +48,7 @@ def test_the_readme_interface_tables_name_what_exists():
         assert name == "register" or hasattr(Competition, name), name
     table = text.split("The bases in `kaggletools.bases`")[1].split("`kaggletools.layouts`")[0]
     named = re.findall(r"^\| `(\w+)` \|", table, re.M)
-    assert len(named) == 5, named
+    assert len(named) == 6, named
     for name in named:
         assert isinstance(getattr(bases, name), type) and issubclass(getattr(bases, name), Competition), name
     for helper in re.findall(r"`(\w+)\(", text):
