@@ -62,7 +62,6 @@ def micro_f1(y_true: np.ndarray, probs: np.ndarray) -> float:
     return float(f1_score(np.asarray(y_true).argmax(1), np.asarray(probs).argmax(1), average="micro"))
 
 
-
 def roc_auc(y_true: np.ndarray, probs: np.ndarray) -> float:
     """Area under the ROC curve of P(positive) (first column), as Kaggle scores binary AUC
     competitions; 0.5 when the answers hold one class only (AUC is undefined there)."""
@@ -72,6 +71,7 @@ def roc_auc(y_true: np.ndarray, probs: np.ndarray) -> float:
     if len(np.unique(y > 0.5)) < 2:
         return 0.5
     return float(roc_auc_score(y > 0.5, p))
+
 
 # -- multi-label: F-beta per sample and threshold search ------------------------------------
 THRESHOLD_GRID = tuple(float(t) for t in np.round(np.arange(0.02, 0.96, 0.01), 2))
