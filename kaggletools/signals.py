@@ -1,5 +1,7 @@
 """SIGTERM (what a scheduler or `kill` sends) becomes an exception like Ctrl-C's, so a run marks
-itself interrupted and exits 143 instead of vanishing; SIGINT stays KeyboardInterrupt (exit 130)."""
+itself interrupted and exits 143 instead of vanishing; SIGINT stays KeyboardInterrupt (exit 130).
+`deferred` holds both back while a checkpoint is written, so an interrupt never costs the epoch
+that just ended."""
 from __future__ import annotations
 
 import contextlib
@@ -24,3 +26,22 @@ def terminate_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def deferred():
+    """SIGINT and SIGTERM that arrive within this block take effect when it ends (delivered again
+    to the handlers in place before it), so what the block writes is written whole."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s in dict.fromkeys(received):
+            signal.raise_signal(s)

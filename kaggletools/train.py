@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from kaggletools import models, progress, schedules
+from kaggletools import models, progress, schedules, signals
 from kaggletools.device import Precision, default_channels_last, optimizer_options
 from kaggletools.dist import Dist
 from kaggletools.loaders import Normalize, augment, batches, to_device
@@ -121,7 +121,8 @@ class Learner:
                 phase.modes()
                 self.record(self._epoch(phase, opt, sched))
                 self._last = (opt, sched)
-                self.on_epoch(self, Position(index, done + 1))
+                with signals.deferred():  # an interrupt now waits for the checkpoint
+                    self.on_epoch(self, Position(index, done + 1))
 
     def phase(self, name: str, epochs: int, lr: float) -> Phase:
         return {"frozen": self._frozen, "unfrozen": self._unfrozen, "precomputed": self._precomputed}[name](epochs, lr)

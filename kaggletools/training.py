@@ -90,7 +90,12 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
     dist = Dist.from_env()
     dev = dist.device(devices.pick(options.device))
     exp = Experiment.from_folder(competition, data_dir, recipe, options)
-    checkpoint = runs.Run.open(resume, finished=False).load_tensors(runs.CHECKPOINT) if resume else None
+    checkpoint = None
+    if resume and runs.Run(resume).file(runs.CHECKPOINT).is_file():
+        checkpoint = runs.Run.open(resume, finished=False).load_tensors(runs.CHECKPOINT)
+    elif resume:  # stopped within its first epoch: the same run again, from the start, in its folder
+        progress.write(f"note: {resume} stopped before its first epoch ended (no checkpoint): training it from "
+                       "the start", options.progress)
     built = exp.model()  # weights found (or refused) before a run folder is made
     run = None
     if dist.main:
@@ -177,8 +182,6 @@ def resume_settings(run_dir: Path) -> Resumable:
     status = run.status()
     if status == "finished":
         raise RunError(f"{run.path} is already finished; nothing to resume")
-    if not run.file(runs.CHECKPOINT).is_file():
-        raise RunError(f"{run.path} has no checkpoint (it stopped before its first epoch ended); train again")
     config = run.load_json("config.json")
     return Resumable(config["competition"], Path(config["data_dir"]), Recipe.from_dict(config["recipe"]),
                      RunOptions.from_dict(config["options"]))

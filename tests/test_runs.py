@@ -88,6 +88,72 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(dogs_dir, tmp_p
     assert len(pd.read_csv(folder / "metrics.csv")) == 4
 
 
+
+def test_an_interrupt_while_a_checkpoint_is_written_waits_for_it(dogs_dir, tmp_path, uninterrupted, monkeypatch):
+    """Ctrl-C just as an epoch ends (while its checkpoint is written) must not cost that epoch."""
+    from kaggletools import training
+
+    write = training.Checkpoints.__call__
+
+    def interrupted_while_writing(self, learner, position):
+        if position.done == 1 and position.phase == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives before anything of this epoch is written
+        write(self, learner, position)
+
+    monkeypatch.setattr(training.Checkpoints, "__call__", interrupted_while_writing)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the uninterrupted run (OMP_NUM_THREADS=1): the same sums, bit for bit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            api.train(REDUX, dogs_dir, runs_dir=tmp_path, **TINY_API)
+        folder = _only_run(tmp_path)
+        assert runs.Run(folder).status() == "interrupted" and len(pd.read_csv(folder / "metrics.csv")) == 1
+        monkeypatch.setattr(training.Checkpoints, "__call__", write)
+        api.train(None, None, resume=folder)
+    finally:
+        torch.set_num_threads(threads)
+    resumed, whole = _weights(folder), _weights(uninterrupted)
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole), "resumed weights differ from an uninterrupted run"
+
+
+
+def test_a_run_stopped_in_its_first_epoch_resumes_from_the_start(dogs_dir, tmp_path, uninterrupted, monkeypatch):
+    from kaggletools.train import Learner
+
+    epoch = Learner._epoch
+
+    def stopped(self, *args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C within the first epoch: no checkpoint yet
+
+    monkeypatch.setattr(Learner, "_epoch", stopped)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the uninterrupted run (OMP_NUM_THREADS=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            api.train(REDUX, dogs_dir, runs_dir=tmp_path, **TINY_API)
+        folder = _only_run(tmp_path)
+        assert runs.Run(folder).status() == "interrupted" and not (folder / "checkpoint.pt").exists()
+        monkeypatch.setattr(Learner, "_epoch", epoch)
+        api.train(None, None, resume=folder)
+    finally:
+        torch.set_num_threads(threads)
+    resumed, whole = _weights(folder), _weights(uninterrupted)
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole), "resumed weights differ from an uninterrupted run"
+    assert runs.Run(folder).status() == "finished" and len(pd.read_csv(folder / "metrics.csv")) == 4
+
+def test_signals_held_back_are_delivered_when_the_block_ends(tmp_path):
+    from kaggletools import signals
+    from kaggletools.errors import Interrupted
+
+    for sig, raised in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Interrupted)):
+        written = tmp_path / f"{sig.name}.txt"
+        with pytest.raises(raised), signals.terminate_raises():
+            with signals.deferred():
+                os.kill(os.getpid(), sig)
+                written.write_text("whole")
+        assert written.read_text() == "whole"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
 def test_resume_refuses_a_finished_run_and_recipe_changes(uninterrupted):
     with pytest.raises(RunError, match="already finished"):
         api.train(None, None, resume=uninterrupted)
