@@ -140,11 +140,12 @@ class MultiClassLabel(Competition):
 class MultiLabelTags(Competition):
     """Multi-label: the predicted tags, space-separated in `label_column` (as Planet's
     `image_name,tags`), scored by F-beta per item averaged over items (`beta`; set `metric_name`
-    with it). The thresholds the submission uses are 0.5, 0.2, one tuned global threshold or
-    per-tag thresholds (rare tags shrunk toward the global one), whichever scores best on
-    validation items that did not tune it (kaggletools.multilabel.choose_thresholds); the report
-    scores each variant and the choice itself that way. `rules` (multilabel.TagRules): tags of
-    which exactly one is predicted per item, tags that stand alone."""
+    with it), or by your own `score_decisions(y_true, decisions)` (e.g. macro F1). The thresholds
+    the submission uses are 0.5, 0.2, one tuned global threshold or per-tag thresholds (rare tags
+    shrunk toward the global one), tuned for that metric, whichever scores best on validation
+    items that did not tune it (kaggletools.multilabel.choose_thresholds); the report scores each
+    variant and the choice itself that way. `rules` (multilabel.TagRules): tags of which exactly
+    one is predicted per item, tags that stand alone."""
 
     task = tasks.MultiLabel()
     metric_name = "f2"
@@ -157,19 +158,28 @@ class MultiLabelTags(Competition):
         """(n, k) booleans: each tag's probability against its threshold, then the rules."""
         return multilabel.decide(probs, multilabel.thresholds(post, self.classes), self.classes, self.rules)
 
+    def score_decisions(self, y_true: np.ndarray, decisions: np.ndarray) -> float:
+        """The metric of (n, k) 0/1 decisions: F-beta per item, averaged. Override for another."""
+        return float(metrics.fbeta_per_sample(y_true, decisions, self.beta).mean())
+
     def metric(self, y_true, probs, post=None) -> float:
-        return float(metrics.fbeta_per_sample(y_true, self.decide(probs, post), self.beta).mean())
+        return self.score_decisions(np.asarray(y_true), self.decide(probs, post))
 
     def fit_post(self, y_true, probs) -> dict:
         y, probs = np.asarray(y_true), np.asarray(probs)
-        return multilabel.choose_thresholds(y, probs, self.classes, self.rules, self.beta, self._halves(y))
+        return multilabel.choose_thresholds(y, probs, self.classes, self.rules, self.beta, self._halves(y),
+                                            score=self._own_score(), metric_name=self.metric_name)
 
     def post_variants(self, y_true, probs) -> dict:
         """Each threshold variant, and `chosen`: the whole choice (itself cross-fitted inside the
         tuning half)."""
         y, probs = np.asarray(y_true), np.asarray(probs)
-        return {**multilabel.threshold_variants(y, probs, self.classes, self.rules, self.beta),
+        return {**multilabel.threshold_variants(y, probs, self.classes, self.rules, self.beta, score=self._own_score()),
                 "chosen": self.fit_post(y, probs)}
+
+    def _own_score(self):
+        """score_decisions when a subclass redefines it (F-beta has a faster search of its own)."""
+        return None if type(self).score_decisions is MultiLabelTags.score_decisions else self.score_decisions
 
     def _halves(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """multilabel.SPLITS pairs of disjoint stratified halves of the items (none below 2 x 4 items)."""

@@ -103,17 +103,18 @@ class Competition(abc.ABC):
         return None
 
     def sample_files(self, data_dir: Path, out_dir: Path, train: "pd.DataFrame", test: "pd.DataFrame") -> None:
-        """Write the chosen train and test items as a data folder that `items` accepts: their files
-        linked, the label file (when `items` read one, see kaggletools.layouts) and the sample
-        submission cut to the chosen rows."""
+        """Write the chosen train and test items (tables as `items` returns them) as a data folder
+        that `items` accepts: their files linked, the CSVs `items` read through kaggletools.layouts
+        (label files, test lists) and the sample submission cut to the chosen rows."""
         from kaggletools import files
 
         data_dir, out_dir = Path(data_dir), Path(out_dir)
         files.link_sources(data_dir, out_dir, list(train["source"]) + list(test["source"]))
-        labels = train.attrs.get("labels")
-        if labels:
-            files.write_filtered_csv(data_dir / labels["file"], out_dir / labels["file"], labels["id_column"],
-                                     train["id"])
+        for table in (train, test):  # label files and test lists read through kaggletools.layouts
+            labels = table.attrs.get("labels")
+            if labels and len(table):
+                files.write_filtered_csv(data_dir / labels["file"], out_dir / labels["file"], labels["id_column"],
+                                         table["id"])
         sample = self.sample_submission(data_dir)
         if sample is not None and len(test):
             target = out_dir / Path(sample).relative_to(data_dir)

@@ -140,7 +140,7 @@ def sample(competition: Competition, data_dir: Path, out_dir: Path | None = None
     try:
         partial.mkdir(parents=True)
         competition.sample_files(data_dir, partial, train, test)
-        _check_sample(competition, partial, out_dir, len(train))
+        _check_sample(competition, partial, out_dir, len(train), len(test))
         (partial / SAMPLE_MARKER).write_text(json.dumps({**spec, "notes": train.attrs.get("notes", [])}))
         os.replace(partial, out_dir)
     except BaseException:
@@ -149,13 +149,15 @@ def sample(competition: Competition, data_dir: Path, out_dir: Path | None = None
     return out_dir
 
 
-def _check_sample(competition: Competition, folder: Path, out_dir: Path, n_train: int) -> None:
-    """A sample is a data folder only if the competition's `items` finds its training items there."""
+def _check_sample(competition: Competition, folder: Path, out_dir: Path, n_train: int, n_test: int) -> None:
+    """A sample is a data folder only if the competition's `items` finds the chosen items there."""
     why = None
     try:
-        found = len(competition.items(folder, "train"))
-        if found != n_train:
-            why = f"its items() finds {found} training items there, not the {n_train} chosen"
+        for split, chosen in (("train", n_train), ("test", n_test)):
+            found = len(competition.items(folder, split)) if chosen or split == "train" else 0
+            if found != chosen:
+                why = f"its items() finds {found} {split} items there, not the {chosen} chosen"
+                break
     except CompetitionError as e:
         why = str(e).replace(str(folder), str(out_dir))
     if why:

@@ -73,6 +73,7 @@ def _mark(draw: ImageDraw.ImageDraw, index: int, n_classes: int, rng: np.random.
 
 
 def encode(img: Image.Image, fmt: str = "JPEG") -> bytes:
+    """The image as a file of format `fmt` (any PIL writes: JPEG, PNG, TIFF, ...)."""
     buf = io.BytesIO()
     img.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return buf.getvalue()
@@ -93,6 +94,25 @@ def write_zip(path: Path, entries: dict[str, bytes]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     partial.write_bytes(zip_bytes(entries))
+    partial.replace(path)
+    return path
+
+
+def write_tar(path: Path, entries: dict[str, bytes]) -> Path:
+    """`entries` in a tar at `path`, compressed as its name says (.tar, .tar.gz/.tgz, .tar.bz2, .tar.xz)."""
+    import tarfile
+
+    path = Path(path)
+    name = path.name.lower()
+    mode = next((m for suffixes, m in (((".tar.gz", ".tgz"), "w:gz"), ((".tar.bz2", ".tbz2"), "w:bz2"),
+                                       ((".tar.xz", ".txz"), "w:xz")) if name.endswith(suffixes)), "w")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with tarfile.open(partial, mode) as tar:
+        for member, payload in entries.items():
+            info = tarfile.TarInfo(member)
+            info.size, info.mode = len(payload), 0o644
+            tar.addfile(info, io.BytesIO(payload))
     partial.replace(path)
     return path
 

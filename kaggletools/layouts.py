@@ -52,11 +52,14 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         return []
 
 
-def match_labels(labels: pd.DataFrame, files: dict[str, str], label_path: Path, folder: Path) -> pd.DataFrame:
-    """Labels with a `source` column, after checking that label rows and image files correspond
-    one to one. Both directions are errors: a labelled image missing on disk cannot be trained on,
-    and an image without a label row means the label file and the images come from different
-    versions or folders (silently dropping them would hide that)."""
+def match_labels(labels: pd.DataFrame, files: dict[str, str], label_path: Path, folder: Path,
+                 skip_unlabelled: bool = False) -> pd.DataFrame:
+    """`labels` (a table with an `id` column) with a `source` column from `files` ({id: source},
+    as `image_files` gives), after checking that label rows and image files correspond one to
+    one. Both directions are errors: a labelled image missing on disk cannot be trained on, and
+    an image without a label row means the label file and the images come from different
+    versions or folders (silently dropping them would hide that), unless `skip_unlabelled` (train
+    and test images share the folder). `label_path` and `folder` name the files in messages."""
     ids = labels["id"]
     missing = ids[~ids.isin(files.keys())]
     if len(missing):
@@ -64,7 +67,7 @@ def match_labels(labels: pd.DataFrame, files: dict[str, str], label_path: Path, 
                                f"{list(missing[:5])}; unpack the complete image archive again (`prepare`), or "
                                "use the label file that belongs to these images")
     extra = pd.Index(list(files)).difference(pd.Index(ids))
-    if len(extra):
+    if len(extra) and not skip_unlabelled:
         raise CompetitionError(f"{folder} holds {len(extra)} image(s) without a row in {label_path}, e.g. "
                                f"{list(extra[:5])}; remove them from the folder, or use the label file that "
                                "belongs to these images")
@@ -89,11 +92,13 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, label_column: str) -> pd.DataFrame:
+def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, label_column: str,
+                    skip_unlabelled: bool = False) -> pd.DataFrame:
     """Items of an image folder labelled by a CSV `id_column,label_column`: columns id, source,
     label. The CSV's ids are the images' names without their suffix (`<folder>/<id>.jpg`) or, when
     every id ends in an image suffix, the whole file names (`<folder>/<id>`). Label rows and images
-    must match one to one. `sample` cuts the CSV to the rows it keeps."""
+    must match one to one, unless `skip_unlabelled` (test images in the same folder). `sample`
+    cuts the CSV to the rows it keeps."""
     path = Path(data_dir) / csv_name
     df = read_csv(path, (id_column, label_column))
     ids = df[id_column].str.strip()
@@ -105,7 +110,22 @@ def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, 
         raise CompetitionError(f"{Path(data_dir) / folder}: no images; download and `prepare` the data")
     files = _keyed_like(ids, files)
     labels = pd.DataFrame({"id": ids.to_numpy(), "label": df[label_column].str.strip().to_numpy()})
-    table = match_labels(labels, files, path, Path(data_dir) / folder)
+    table = match_labels(labels, files, path, Path(data_dir) / folder, skip_unlabelled)
+    table.attrs.update({"source": str(path), "labels": {"file": csv_name, "id_column": id_column}})
+    return table
+
+
+def listed(data_dir: Path, csv_name: str, folder: str, id_column: str) -> pd.DataFrame:
+    """Test items listed by a CSV (a `test.csv`, or the sample submission) in its order: columns
+    id, source. Ids as for `labelled_by_csv`; every listed image must be in `folder`."""
+    path = Path(data_dir) / csv_name
+    ids = read_csv(path, (id_column,))[id_column].str.strip()
+    files = _keyed_like(ids, image_files(data_dir, folder))
+    missing = ids[~ids.isin(files.keys())]
+    if len(missing):
+        raise CompetitionError(f"{path} lists {len(missing)} image(s) not found in {Path(data_dir) / folder}, e.g. "
+                               f"{list(missing[:5])}; unpack the complete image archive again (`prepare`)")
+    table = pd.DataFrame({"id": ids.to_numpy(), "source": ids.map(files).to_numpy()})
     table.attrs.update({"source": str(path), "labels": {"file": csv_name, "id_column": id_column}})
     return table
 

@@ -116,19 +116,19 @@ def middle_of_best(scores: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
 
 
 def best_threshold(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID, *, beta: float = 2.0,
-                   decide=None) -> tuple[float, float]:
-    """One threshold for every class maximising mean F-beta over samples: (threshold, score).
-    `decide(probs, thresholds) -> 0/1 matrix` replaces plain thresholding (e.g. tag rules); its
-    thresholds are (k,) or one row per item (n, k)."""
-    decide = decide or binarize
+                   decide=None, score=None) -> tuple[float, float]:
+    """One threshold for every class maximising mean F-beta over samples (or `score(y_true,
+    decisions)`, higher is better): (threshold, score). `decide(probs, thresholds) -> 0/1 matrix`
+    replaces plain thresholding (e.g. tag rules); its thresholds are (k,) or one row per item (n, k)."""
     k = np.asarray(probs).shape[1]
     grid = np.asarray(grid, dtype=np.float64)
-    scores = np.array([fbeta_per_sample(y_true, decide(probs, np.full(k, t)), beta).mean() for t in grid])
+    scores = np.array([decided_score(y_true, probs, np.full(k, t), beta, decide, score) for t in grid])
     return middle_of_best(scores, grid)
 
 
 def best_class_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID, *, beta: float = 2.0,
-                          start=None, decide=None, free=None, max_passes: int = 3) -> tuple[np.ndarray, float]:
+                          start=None, decide=None, free=None, max_passes: int = 3,
+                          score=None) -> tuple[np.ndarray, float]:
     """Per-class thresholds by coordinate ascent: from `start` (default: the best global
     threshold), each class's threshold in turn moves to the grid value that maximises mean
     F-beta with the others fixed; repeat until a pass changes nothing. (thresholds, score);
@@ -143,34 +143,36 @@ def best_class_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_
     grid = np.asarray(grid, dtype=np.float64)
     free = np.ones(k, bool) if decide is None else np.zeros(k, bool) if free is None else np.asarray(free, bool)
     if start is None:
-        start = best_threshold(y, probs, grid, beta=beta, decide=decide)[0]
+        start = best_threshold(y, probs, grid, beta=beta, decide=decide, score=score)[0]
     t = np.broadcast_to(np.asarray(start, dtype=np.float64), (k,)).copy()
-    score = decided_score(y, probs, t, beta, decide)
+    current = decided_score(y, probs, t, beta, decide, score)
     for _ in range(max_passes):
         changed = False
         for c in range(k):
-            scores = class_scores(y, probs, t, c, grid, beta, decide, free[c])
+            scores = class_scores(y, probs, t, c, grid, beta, decide, free[c], score)
             value, best = middle_of_best(scores, grid)
-            if best > score + 1e-12:
-                t[c], score, changed = value, best, True
+            if best > current + 1e-12:
+                t[c], current, changed = value, best, True
         if not changed:
             break
-    return t, float(score)
+    return t, float(current)
 
 
-def decided_score(y, probs, t, beta, decide) -> float:
-    """Mean F-beta over items of the decisions `decide(probs, t)` (plain thresholding by default)."""
-    return float(fbeta_per_sample(y, (decide or binarize)(probs, t), beta).mean())
+def decided_score(y, probs, t, beta, decide, score=None) -> float:
+    """Mean F-beta over items (or `score(y, decisions)`) of the decisions `decide(probs, t)`
+    (plain thresholding by default)."""
+    decisions = (decide or binarize)(probs, t)
+    return float(score(y, decisions)) if score is not None else float(fbeta_per_sample(y, decisions, beta).mean())
 
 
-def class_scores(y, probs, t, c, grid, beta, decide, free: bool) -> np.ndarray:
-    """Mean F-beta for every grid value of class c's threshold, the others fixed."""
-    if not free:  # the rules may couple classes: decide for each grid value
+def class_scores(y, probs, t, c, grid, beta, decide, free: bool, score=None) -> np.ndarray:
+    """Mean F-beta (or `score`) for every grid value of class c's threshold, the others fixed."""
+    if not free or score is not None:  # coupled by rules, or another metric: decide for each grid value
         scores = []
         for value in grid:
             trial = t.copy()
             trial[c] = value
-            scores.append(decided_score(y, probs, trial, beta, decide))
+            scores.append(decided_score(y, probs, trial, beta, decide, score))
         return np.array(scores)
     # only column c changes: count the other columns once and vary c over the grid
     yb = y > 0.5

@@ -168,14 +168,17 @@ SHRINK = 100        # others move from the global threshold by n / (n + SHRINK) 
 SPLITS = 3          # cross-fitting repeats (different halves) behind the choice
 
 
-def global_threshold(y_true, probs, classes, rules: TagRules = TagRules(), beta: float = 2.0) -> float:
-    """The one threshold for every tag maximising mean F-beta over items, rules applied."""
+def global_threshold(y_true, probs, classes, rules: TagRules = TagRules(), beta: float = 2.0, score=None) -> float:
+    """The one threshold for every tag maximising mean F-beta over items (or `score(y_true,
+    decisions)`), rules applied."""
     classes = list(classes)
-    return metrics.best_threshold(y_true, probs, beta=beta, decide=lambda p, t: decide(p, t, classes, rules))[0]
+    return metrics.best_threshold(y_true, probs, beta=beta, decide=lambda p, t: decide(p, t, classes, rules),
+                                  score=score)[0]
 
 
 def tag_thresholds(y_true, probs, classes, rules: TagRules = TagRules(), beta: float = 2.0, start: float | None = None,
-                   min_positives: int = MIN_POSITIVES, shrink: float = SHRINK, max_passes: int = 3) -> np.ndarray:
+                   min_positives: int = MIN_POSITIVES, shrink: float = SHRINK, max_passes: int = 3,
+                   score=None) -> np.ndarray:
     """Per-tag thresholds that do not chase a few positives: from the global threshold `start`,
     coordinate ascent of mean F-beta (rules applied) over the tags with at least `min_positives`
     positives only; the others keep the global threshold. Each searched tag's offset from the
@@ -186,20 +189,20 @@ def tag_thresholds(y_true, probs, classes, rules: TagRules = TagRules(), beta: f
     def rule(p, t):
         return decide(p, t, classes, rules)
 
-    g = global_threshold(y, probs, classes, rules, beta) if start is None else float(start)
+    g = global_threshold(y, probs, classes, rules, beta, score) if start is None else float(start)
     grid = np.asarray(metrics.THRESHOLD_GRID, np.float64)
     n_pos = (y > 0.5).sum(0)
     search = n_pos >= max(min_positives, 1)
     free = np.array([c not in rules.one_of and c not in rules.alone for c in classes])  # rules only veto these
     t = np.full(len(classes), g)
-    score = metrics.decided_score(y, probs, t, beta, rule)
+    current = metrics.decided_score(y, probs, t, beta, rule, score)
     for _ in range(max_passes):
         changed = False
         for c in np.flatnonzero(search):
-            value, best = metrics.middle_of_best(metrics.class_scores(y, probs, t, c, grid, beta, rule, free[c]),
-                                                  grid)
-            if best > score + 1e-12:
-                t[c], score, changed = value, best, True
+            value, best = metrics.middle_of_best(
+                metrics.class_scores(y, probs, t, c, grid, beta, rule, free[c], score), grid)
+            if best > current + 1e-12:
+                t[c], current, changed = value, best, True
         if not changed:
             break
     weight = np.where(search, n_pos / (n_pos + shrink) if shrink > 0 else 1.0, 0.0)
@@ -207,7 +210,7 @@ def tag_thresholds(y_true, probs, classes, rules: TagRules = TagRules(), beta: f
 
 
 def threshold_variants(y_true, probs, classes, rules: TagRules = TagRules(), beta: float = 2.0,
-                       min_positives: int = MIN_POSITIVES, shrink: float = SHRINK) -> dict[str, dict]:
+                       min_positives: int = MIN_POSITIVES, shrink: float = SHRINK, score=None) -> dict[str, dict]:
     """{variant: post-processing} tuned on (y_true, probs): 0.5 and 0.2 for every tag (nothing
     tuned), one tuned global threshold, per-tag thresholds (see `tag_thresholds`)."""
     classes = list(classes)
@@ -219,9 +222,9 @@ def threshold_variants(y_true, probs, classes, rules: TagRules = TagRules(), bet
     out = {name: post(value) for name, value in FIXED.items()}
     if len(y_true) == 0:
         return out
-    g = global_threshold(y_true, probs, classes, rules, beta)
+    g = global_threshold(y_true, probs, classes, rules, beta, score)
     out["global"] = post(g, global_threshold=g)
-    out["per_tag"] = post(tag_thresholds(y_true, probs, classes, rules, beta, g, min_positives, shrink),
+    out["per_tag"] = post(tag_thresholds(y_true, probs, classes, rules, beta, g, min_positives, shrink, score=score),
                           global_threshold=g, min_positives=min_positives, shrink=shrink)
     return out
 
@@ -242,23 +245,25 @@ def cross_fitted(y_true, probs, fit, score, halves) -> dict[str, float]:
 
 
 def choose_thresholds(y_true, probs, classes, rules: TagRules = TagRules(), beta: float = 2.0, halves=(),
-                      min_positives: int = MIN_POSITIVES, shrink: float = SHRINK) -> dict:
+                      min_positives: int = MIN_POSITIVES, shrink: float = SHRINK, score=None,
+                      metric_name: str = "") -> dict:
     """The thresholds to submit: every variant scored honestly on `halves` of these items (see
     `cross_fitted`); the best one (ties to the one that fits less, see PREFERENCE) is tuned on all
-    items. Without halves (too few items to judge), 0.2 for every tag. The post-processing dict
-    says which variant it chose, with the honest score of each; no score measured on the items
-    that tuned it."""
+    items. The metric: mean F-beta over items, or `score(y_true, decisions)` (higher is better)
+    named `metric_name`, for tuning and choosing alike. Without halves (too few items to judge),
+    0.2 for every tag. The post-processing dict says which variant it chose, with the honest score
+    of each; no score measured on the items that tuned it."""
     classes = list(classes)
     y, probs = np.asarray(y_true), np.asarray(probs, np.float64)
-    name = f"f{beta:g}"
+    name = metric_name or f"f{beta:g}"
 
     def fit(yy, pp):
-        return threshold_variants(yy, pp, classes, rules, beta, min_positives, shrink)
+        return threshold_variants(yy, pp, classes, rules, beta, min_positives, shrink, score)
 
-    def score(yy, pp, post):
-        return float(metrics.fbeta_per_sample(yy, decide(pp, post["thresholds"], classes, rules), beta).mean())
+    def scored(yy, pp, post):
+        return metrics.decided_score(yy, pp, post["thresholds"], beta, lambda p, t: decide(p, t, classes, rules), score)
 
-    honest = cross_fitted(y, probs, fit, score, list(halves))
+    honest = cross_fitted(y, probs, fit, scored, list(halves))
     if honest:
         best = max(honest.values())
         chosen = next(v for v in PREFERENCE if v in honest and honest[v] >= best - 1e-12)

@@ -197,6 +197,46 @@ def test_a_sample_its_competition_cannot_read_is_refused_and_nothing_is_left(tmp
         data.sample(OwnReader(), folder, tmp_path / "s", n_train=4, n_test=2)
     assert not (tmp_path / "s").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
+
+def test_one_image_folder_for_train_and_test_with_a_test_list(tmp_path):
+    """layouts.labelled_by_csv(skip_unlabelled=True) and layouts.listed: train.csv and test.csv
+    name the images of one shared folder; sample cuts both lists."""
+    from kaggletools import layouts
+    from kaggletools.bases import MultiClassLabel
+
+    class Fruits(MultiClassLabel):
+        slug, classes, id_column, label_column = "fruits", ("apple", "pear"), "image", "fruit"
+
+        def items(self, data_dir, split):
+            if split == "train":
+                return layouts.labelled_by_csv(data_dir, "train.csv", "images", "image", "fruit",
+                                               skip_unlabelled=True)
+            return layouts.listed(data_dir, "test.csv", "images", "image")
+
+        def make_fixture(self, folder, n_train=64, n_test=32, seed=0):
+            raise NotImplementedError
+
+    folder = tmp_path / "data"
+    (folder / "images").mkdir(parents=True)
+    for i in range(12):
+        Image.new("RGB", (8, 8)).save(folder / "images" / f"{i}.jpg")
+    pd.DataFrame({"image": [f"{i}.jpg" for i in range(8)], "fruit": ["apple", "pear"] * 4}).to_csv(
+        folder / "train.csv", index=False)
+    pd.DataFrame({"image": [f"{i}.jpg" for i in (11, 9, 8, 10)]}).to_csv(folder / "test.csv", index=False)
+    comp = Fruits()
+    train, test = comp.items(folder, "train"), comp.items(folder, "test")
+    assert list(train["source"]) == [f"images/{i}.jpg" for i in range(8)]
+    assert list(train["label"][:2]) == ["apple", "pear"]
+    assert list(test["id"]) == ["11.jpg", "9.jpg", "8.jpg", "10.jpg"] and test["source"].iloc[0] == "images/11.jpg"
+    out = data.sample(comp, folder, tmp_path / "s", n_train=4, n_test=2)
+    assert len(pd.read_csv(out / "train.csv")) == 4 and len(pd.read_csv(out / "test.csv")) == 2
+    assert len(comp.items(out, "train")) == 4 and len(comp.items(out, "test")) == 2
+    with pytest.raises(CompetitionError, match=r"holds 4 image\(s\) without a row in .*train.csv"):
+        layouts.labelled_by_csv(folder, "train.csv", "images", "image", "fruit")
+    pd.DataFrame({"image": ["11.jpg", "99.jpg"]}).to_csv(folder / "test.csv", index=False)
+    with pytest.raises(CompetitionError, match=r"test.csv lists 1 image\(s\) not found in .*images.*99.jpg"):
+        comp.items(folder, "test")
+
 def test_sample_is_stratified_and_deterministic(dogs_dir, tmp_path):
     a = api.sample(REDUX, dogs_dir, tmp_path / "a", n_train=10, n_test=4, seed=1)
     b = api.sample(REDUX, dogs_dir, tmp_path / "b", n_train=10, n_test=4, seed=1)

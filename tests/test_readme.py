@@ -37,7 +37,7 @@ def test_the_readme_interface_tables_name_what_exists():
     """Every attribute, method, base and layout helper the README's reference names is real."""
     import re
 
-    from kaggletools import bases, fixtures, layouts
+    from kaggletools import bases, files, fixtures, layouts
     from kaggletools.competition import Competition
 
     text = README.read_text().split("## Adding a competition")[1].split("\n## ")[0]
@@ -52,5 +52,6 @@ def test_the_readme_interface_tables_name_what_exists():
     for name in named:
         assert isinstance(getattr(bases, name), type) and issubclass(getattr(bases, name), Competition), name
     for helper in re.findall(r"`(\w+)\(", text):
-        assert any(hasattr(m, helper) for m in (layouts, fixtures, Competition)) or helper in {
-            "register", "Recipe", "MultiClass", "Binary", "MultiLabel"}, helper
+        owners = (layouts, fixtures, files, Competition, bases.MultiLabelTags)
+        assert any(hasattr(m, helper) for m in owners) or helper in {
+            "register", "Recipe", "MultiClass", "Binary", "MultiLabel", "super"}, helper

@@ -92,3 +92,45 @@ def test_each_task_brings_its_activation_loss_error_and_decoding():
     assert tags.loss(logits, y).item() == pytest.approx(
         torch.nn.functional.binary_cross_entropy_with_logits(logits, y).item())
     assert tags.error_rate(y.numpy(), tags.activation(logits).numpy()) == pytest.approx(2 / 6)
+
+
+def test_multilabel_thresholds_are_tuned_for_the_competitions_own_metric():
+    """A MultiLabelTags competition scored by macro F1 tunes and chooses its thresholds for macro
+    F1, not for the base's F2 (which, favouring recall, wants lower thresholds)."""
+    from sklearn.metrics import f1_score
+
+    from kaggletools import multilabel
+    from kaggletools.bases import MultiLabelTags
+
+    y_check = np.array([[1, 0], [1, 1], [0, 1]])
+    d_check = np.array([[1, 1], [0, 1], [0, 1]])
+
+    class MacroF1(MultiLabelTags):
+        slug, classes, metric_name = "macro-f1", ("a", "b", "c", "d"), "macro_f1"
+
+        def score_decisions(self, y_true, decisions):
+            y, d = np.asarray(y_true) > 0.5, np.asarray(decisions, bool)
+            tp, fp, fn = (y & d).sum(0), (~y & d).sum(0), (y & ~d).sum(0)
+            return float(np.mean(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
+
+        def items(self, data_dir, split):
+            raise NotImplementedError
+
+        def make_fixture(self, folder, n_train=64, n_test=32, seed=0):
+            raise NotImplementedError
+
+    assert MacroF1.score_decisions(None, y_check, d_check) == pytest.approx(
+        f1_score(y_check, d_check, average="macro"))
+    rng = np.random.default_rng(0)
+    y = (rng.random((400, 4)) < 0.3).astype(np.float32)
+    y[np.arange(400), rng.integers(0, 4, 400)] = 1  # a tag on every item, as in a real label file
+    probs = np.clip(0.25 + 0.4 * y + rng.normal(0, 0.18, y.shape), 0, 1)
+    comp = MacroF1()
+    post = comp.fit_post(y, probs)
+    assert "macro_f1" in post["note"] and "macro_f1_honest" in post
+    own = multilabel.global_threshold(y, probs, comp.classes, score=comp.score_decisions)
+    f2 = multilabel.global_threshold(y, probs, comp.classes)
+    assert own > f2, (own, f2)
+    variants = comp.post_variants(y, probs)
+    assert variants["global"]["global_threshold"] == pytest.approx(own)
+    assert comp.metric(y, probs, variants["global"]) > comp.metric(y, probs, {"thresholds": [f2] * 4})
