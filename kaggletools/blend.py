@@ -30,15 +30,13 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
     if others:
         raise RunError(f"runs of different competitions cannot be blended: {comp.slug} and {sorted(others)}")
     w = np.ones(len(saved)) if weights is None else np.asarray(weights, np.float64)
-    if len(w) != len(saved) or (w < 0).any() or w.sum() <= 0:
-        raise RunError(f"give one non-negative weight per run ({len(saved)} runs), not all zero; got {weights}")
+    if len(w) != len(saved) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise RunError(f"give one finite, non-negative weight per run ({len(saved)} runs), not all zero; "
+                       f"got {weights}")
     w = w / w.sum()
     data_dir = Path(data_dir or saved[0].data_dir)
-    folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
-    folder.mkdir(parents=True, exist_ok=True)
-    run = runs.Run(folder)
-    out = Path(out) if out else Path("submissions") / f"{comp.slug}-{folder.name}.csv"
-    inference.refuse_existing(out, overwrite)
+    if out:
+        inference.refuse_existing(Path(out), overwrite)
 
     has_test = _has_test_items(comp, data_dir)
     if has_test:
@@ -51,6 +49,11 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
     if len(y):
         report["scores"] = {comp.metric_name: comp.metric(y, probs), "error_rate": comp.task.error_rate(y, probs)}
         report["with_post"] = validation.cross_fitted(comp, y, probs)
+    folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
+    folder.mkdir(parents=True, exist_ok=True)  # only now: a refused blend leaves no folder
+    run = runs.Run(folder)
+    out = Path(out) if out else Path("submissions") / f"{comp.slug}-{folder.name}.csv"
+    inference.refuse_existing(out, overwrite)
     run.save_json("config.json", {"competition": comp.slug, "data_dir": str(data_dir.resolve()), "blend": report})
     if has_test:
         run.save_table("test_predictions.csv", inference.probability_table(comp, ids, mean))
@@ -85,18 +88,25 @@ def _test_probabilities(saved, data_dir: Path, show: bool) -> tuple[list, list[n
     for s in saved:
         file = s.run.file("test_predictions.csv")
         if file.is_file() and Path(s.data_dir).resolve() == data_dir.resolve():
-            tables.append(pd.read_csv(file, dtype={"id": str}))
+            tables.append(s.run.load_table("test_predictions.csv", ("id",), dtype={"id": str}))
         else:
             items, probs = inference.test_probabilities(s, data_dir, show=show)
             tables.append(inference.probability_table(s.competition, items["id"].astype(str), probs))
+    for s, t in zip(saved, tables):
+        if t["id"].astype(str).duplicated().any():
+            raise RunError(f"{s.run.file('test_predictions.csv')} lists a test id twice; the run folder was edited "
+                           f"or damaged: predict again with `kaggletools predict {s.run.path}`")
     ids = tables[0]["id"].astype(str)
     for s, t in zip(saved[1:], tables[1:]):
         if set(t["id"].astype(str)) != set(ids):
             raise RunError(f"{s.run.path} predicted other test ids than {saved[0].run.path}; predict both on the "
                            "same data folder (--data)")
     comp = saved[0].competition
-    return list(ids), [inference.read_probability_table(comp, t.set_index(t["id"].astype(str)).loc[ids])
-                       for t in tables]
+    out = []
+    for s, t in zip(saved, tables):
+        with runs.damaged(s.run.file("test_predictions.csv")):
+            out.append(inference.read_probability_table(comp, t.set_index(t["id"].astype(str)).loc[ids]))
+    return list(ids), out
 
 
 class Validation(NamedTuple):
@@ -110,7 +120,7 @@ def _validation(saved, w: np.ndarray) -> Validation:
     """The blend's validation items, targets and probabilities, and how they combine (the docstring above)."""
     comp = saved[0].competition
     none = ([], np.zeros((0, comp.n_outputs)), np.zeros((0, comp.n_outputs)))
-    tables = [pd.read_csv(s.run.file("valid_predictions.csv"), dtype={"id": str})
+    tables = [s.run.load_table("valid_predictions.csv", ("id",), dtype={"id": str})
               for s in saved if s.run.file("valid_predictions.csv").is_file()]
     if len(tables) != len(saved):
         return Validation(*none, "none (a run has no validation items)")

@@ -154,7 +154,8 @@ def _named_recipe(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get("KAGGLETOOLS_DEBUG", "") not in ("", "0")
+    debug = "--debug" in argv or os.environ.get("KAGGLETOOLS_DEBUG", "").strip().lower() not in ("", "0", "false",
+                                                                                                "no", "off")
     try:
         args = parser(_named_recipe(argv)).parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error (already printed)
@@ -178,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted ({e.name})", file=sys.stderr)
         return e.exit_code
     except Exception as e:
+        stop = signals.interrupt_in(e)  # an interrupt that a library wrapped (one inside an import)
+        if stop is not None and not debug:
+            print(f"interrupted ({'Ctrl-C' if isinstance(stop, KeyboardInterrupt) else stop.name})", file=sys.stderr)
+            return 130 if isinstance(stop, KeyboardInterrupt) else stop.exit_code
         if debug:
             raise
         print(f"error: {one_line(e)}", file=sys.stderr)

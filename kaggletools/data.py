@@ -88,6 +88,25 @@ def folds(competition: Competition, items: pd.DataFrame, n_folds: int = 5, seed:
     return Split(fold == 0, fold, notes)
 
 
+def recorded_split(items: pd.DataFrame, table: pd.DataFrame, where: str) -> tuple[pd.DataFrame, Split]:
+    """The items and split a run recorded (its split.csv as `table`), for resuming it: the same
+    items in the same order, or a CompetitionError when the data folder no longer holds them."""
+    ids = table["id"].astype(str)
+    present = items.assign(_key=items["id"].astype(str)).set_index("_key")
+    missing = ids[~ids.isin(present.index)]
+    if len(missing):
+        raise CompetitionError(f"{where} names {len(missing)} item(s) the data folder no longer holds, e.g. "
+                               f"{list(missing[:3])}; resume with the data the run started with")
+    kept = present.loc[ids].reset_index(drop=True)
+    kept.attrs = items.attrs
+    valid = table["is_valid"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+    fold = table["fold"].to_numpy() if "fold" in table else None
+    added = len(items) - len(kept)
+    notes = [f"resumed on the {len(kept)} items the run started with"
+             + (f"; {added} item(s) added to the data folder since then are left out" if added else "")]
+    return kept, Split(valid, fold, notes)
+
+
 def make_split(competition: Competition, items: pd.DataFrame, valid_frac: float, seed: int, n_folds: int = 0,
                fold: int = 0) -> Split:
     """The split of a run: fold `fold` of `n_folds` held out, or a plain split."""

@@ -33,6 +33,14 @@ class Experiment:
         split = data.make_split(competition, items, recipe.valid_frac, recipe.seed, options.folds, options.fold)
         return cls(competition, Path(data_dir), recipe, options, items, split)
 
+    @classmethod
+    def resumed(cls, competition: Competition, data_dir: Path, recipe: Recipe, options: RunOptions,
+                run) -> "Experiment":
+        """The experiment of an interrupted run: its items and split as its split.csv recorded them."""
+        table = run.load_table("split.csv", ("id", "is_valid"), dtype={"id": str})
+        items, split = data.recorded_split(data.train_items(competition, data_dir), table, str(run.file("split.csv")))
+        return cls(competition, Path(data_dir), recipe, options, items, split)
+
     def decode(self, dist: Dist = Dist()) -> np.ndarray:
         """The decoded items; under torchrun rank 0 decodes while the others wait, then they read."""
         if not dist.main:

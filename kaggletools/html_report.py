@@ -132,14 +132,14 @@ def history_section(run: runs.Run, comp) -> str:
     if not png.is_file() and run.file("metrics.csv").is_file():
         from kaggletools import history
 
-        batches = pd.read_csv(run.file("batches.csv")) if run.file("batches.csv").is_file() else pd.DataFrame()
-        history.history_plot(pd.read_csv(run.file("metrics.csv")).to_dict("records"),
+        batches = run.load_table("batches.csv") if run.file("batches.csv").is_file() else pd.DataFrame()
+        history.history_plot(run.load_table("metrics.csv").to_dict("records"),
                              batches.to_dict("records"), comp, png)
     if png.is_file():
         out.append(image(png, "training history", "Loss per batch (faint) and per epoch, validation loss and "
                                                   f"{comp.metric_name} per epoch; phases shaded and named."))
     if run.file("metrics.csv").is_file():
-        metrics = pd.read_csv(run.file("metrics.csv"))
+        metrics = run.load_table("metrics.csv")
         rows = [[_plain(v) for v in row] for row in metrics.itertuples(index=False)]
         out.append(table(rows, list(metrics.columns)))
     else:
@@ -183,7 +183,7 @@ def setup_section(run: runs.Run, config: dict) -> str:
         "processes": config.get("world_size"), "data folder": config.get("data_dir")}) + "</div></div>")
     out.append("<h2>Split</h2>")
     if run.file("split.csv").is_file():
-        split = pd.read_csv(run.file("split.csv"))
+        split = run.load_table("split.csv", ("is_valid",))
         valid = split["is_valid"].astype(str).str.lower().isin(["true", "1"])
         facts = {"items": len(split), "training": int((~valid).sum()), "validation": int(valid.sum())}
         if "fold" in split:

@@ -31,19 +31,26 @@ class SavedRun:
     def load(cls, run_dir: Path) -> "SavedRun":
         run = runs.Run.open(run_dir)
         state = run.load_weights()
-        meta = state["meta"]
-        comp = registry.get(meta["competition"])
-        recipe = Recipe.from_dict(meta["recipe"])
-        model, _ = models.create(recipe.backbone, comp.n_outputs, pretrained=False, n_extra=meta["n_extra"])
-        missing, unexpected = _mismatch(model, state["state_dict"])
+        with runs.damaged(run.file(runs.WEIGHTS)):
+            meta = state["meta"]
+            comp = registry.get(meta["competition"])
+            recipe = Recipe.from_dict(meta["recipe"])
+            model, _ = models.create(recipe.backbone, comp.n_outputs, pretrained=False, n_extra=int(meta["n_extra"]))
+            missing, unexpected = _mismatch(model, state["state_dict"])
+            normalize = Normalize(tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"]),
+                                  meta["scale"])
+            channels = _input_channels(model)
+            if channels and not len(normalize.mean) == len(normalize.std) == channels:
+                raise ValueError(f"mean {list(normalize.mean)} and std {list(normalize.std)} do not give one value "
+                                 f"per input channel ({channels})")
         if missing or unexpected:
             raise RunError(f"{run.path / runs.WEIGHTS} does not fit {recipe.backbone} with {comp.n_outputs} outputs "
                            f"({len(missing)} missing and {len(unexpected)} unexpected tensors, e.g. "
                            f"{(missing + unexpected)[:3]}); the file was replaced or the run edited: train again")
-        model.load_state_dict(state["state_dict"])
+        with runs.damaged(run.file(runs.WEIGHTS)):
+            model.load_state_dict(state["state_dict"])
         comp.check_post(meta.get("post", {}))
-        return cls(run, comp, recipe, model.eval(), Normalize(tuple(meta["mean"]), tuple(meta["std"]), meta["scale"]),
-                   meta)
+        return cls(run, comp, recipe, model.eval(), normalize, meta)
 
     def predictor(self, device_name: str = "") -> Predictor:
         dev = devices.pick(device_name)
@@ -53,7 +60,16 @@ class SavedRun:
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.run.load_json("config.json")["data_dir"])
+        with runs.damaged(self.run.file("config.json")):
+            return Path(self.run.load_json("config.json")["data_dir"])
+
+
+def _input_channels(model) -> int | None:
+    """The channels the network's first convolution takes (None: no convolution found)."""
+    for weight in model.state_dict().values():
+        if weight.ndim == 4:
+            return int(weight.shape[1])
+    return None
 
 
 def _mismatch(model, state_dict: dict) -> tuple[list[str], list[str]]:

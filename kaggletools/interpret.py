@@ -259,7 +259,7 @@ def write(run_dir: Path, decoded=None, data_dir: Path | None = None) -> list[Pat
     summary = {"competition": comp.slug, "task": comp.task.name, "probabilities": f"with TTA '{report.get('tta')}'",
                "n_valid": 0, "plots": [], "confused": [], "top_losses": [], "notes": []}
     written: list[Path] = []
-    table = pd.read_csv(run.file(VALID), dtype={"id": str}) if run.file(VALID).is_file() else None
+    table = run.load_table(VALID, ("id",), dtype={"id": str}) if run.file(VALID).is_file() else None
     if table is None or table.empty:
         summary["notes"].append(_no_validation(report))
     else:

@@ -83,6 +83,7 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise CompetitionError(f"{path}: label file not found; download it and run `prepare`")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        check_header(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise CompetitionError(f"{path}: cannot read as CSV ({e}); download the label file again") from None
     missing = [c for c in columns if c not in df.columns]
@@ -90,6 +91,20 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise CompetitionError(f"{path}: missing column(s) {missing}; columns are {list(df.columns)}; the file "
                                f"must have the header {','.join(columns)}")
     return df
+
+
+def check_header(path: Path) -> None:
+    """A CSV whose header names a column twice is an error (pandas would rename the second `x.1`
+    and read the first as if nothing were wrong)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f), [])
+    seen = [c.strip() for c in header]
+    twice = sorted({c for c in seen if seen.count(c) > 1})
+    if twice:
+        raise CompetitionError(f"{path}: the header names {twice} more than once ({','.join(header)}); each column "
+                               "needs a name of its own: download the file again or fix its first line")
 
 
 def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, label_column: str,

@@ -18,7 +18,8 @@ import pandas as pd
 from kaggletools import metrics
 from kaggletools.errors import CompetitionError
 
-from kaggletools.layouts import IMAGE_SUFFIXES, has_images, image_files, match_labels  # noqa: F401 (re-exported)
+from kaggletools.layouts import (  # noqa: F401 (re-exported)
+    IMAGE_SUFFIXES, check_header, has_images, image_files, match_labels)
 
 
 # -- label files -------------------------------------------------------------------------------
@@ -47,7 +48,8 @@ def read_labels(path: Path, classes, id_column: str, tags_column: str = "tags") 
         raise CompetitionError(f"{path}: label file not found; download it and run `prepare` (a zipped "
                                f"{path.name}.zip is unpacked by prepare)")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        check_header(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise CompetitionError(f"{path}: cannot read as CSV ({e}); download the label file again") from None
     missing = [c for c in (id_column, tags_column) if c not in df.columns]

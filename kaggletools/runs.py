@@ -9,6 +9,7 @@ run whose process was killed outright holds neither, only its last `checkpoint.p
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kaggletools.errors import RunError
+from kaggletools.errors import CompetitionError, RunError
 
 WEIGHTS = "model.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -96,8 +97,9 @@ class Run:
         return run
 
     def status(self) -> str:
-        if (self.path / FAILED).is_file():
-            return self.load_json(FAILED).get("status", "failed") if self._readable(FAILED) else "failed"
+        if (self.path / FAILED).exists() or (self.path / FAILED).is_symlink():  # whatever it is, not finished
+            saved = self._json_or_none(FAILED)
+            return str(saved.get("status", "failed")) if isinstance(saved, dict) else "failed"
         if (self.path / WEIGHTS).is_file():
             return "finished"
         if (self.path / "report.json").is_file() and "blend" in self.load_json("config.json"):
@@ -106,18 +108,18 @@ class Run:
 
     def explain(self, status: str) -> str:
         if status in ("failed", "interrupted"):
-            error = self.load_json(FAILED).get("error", "") if self._readable(FAILED) else ""
+            saved = self._json_or_none(FAILED)
+            error = saved.get("error", "") if isinstance(saved, dict) else ""
             return f"it {status}: {error}" if error else f"it {status}"
         if status == "killed":
             return "its process stopped before the end"
         return "it holds no weights"
 
-    def _readable(self, name: str) -> bool:
+    def _json_or_none(self, name: str):
         try:
-            self.load_json(name)
-            return True
+            return json.loads((self.path / name).read_text())
         except (OSError, ValueError):
-            return False
+            return None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -136,16 +138,44 @@ class Run:
     def save_json(self, name: str, obj) -> Path:
         return self._atomic(name, lambda p: p.write_text(json.dumps(obj, indent=2, default=_builtin)))
 
-    def load_json(self, name: str):
-        return json.loads((self.path / name).read_text())
+    def load_json(self, name: str, kind: type = dict):
+        """A JSON file of the run (`kind`: what it must hold); a missing or damaged one is a
+        RunError naming it."""
+        path = self.path / name
+        try:
+            obj = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{path}: no such file; the run did not get that far, or is not a run folder") from None
+        except (OSError, ValueError) as e:
+            raise RunError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:120]}); the run folder is "
+                           "damaged: train again") from None
+        if not isinstance(obj, kind):
+            raise RunError(f"{path} holds a {type(obj).__name__}, not a {kind.__name__}; the run folder is "
+                           "damaged: train again")
+        return obj
+
+    def load_table(self, name: str, columns: tuple[str, ...] = (), **read_csv) -> pd.DataFrame:
+        """A CSV of the run, with the `columns` it must have; a damaged one is a RunError naming it."""
+        path = self.path / name
+        try:
+            df = pd.read_csv(path, **read_csv)
+        except FileNotFoundError:
+            raise RunError(f"{path}: no such file; the run did not get that far") from None
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:  # UnicodeDecodeError too
+            raise RunError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:100]}); the run folder is "
+                           "damaged: train again") from None
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise RunError(f"{path} lacks the column(s) {missing}; the run folder was edited or damaged: train again")
+        return df
 
     def save_table(self, name: str, df: pd.DataFrame) -> Path:
         return self._atomic(name, lambda p: df.to_csv(p, index=False))
 
     def mark_failed(self, error: BaseException) -> None:
-        from kaggletools.errors import Interrupted
+        from kaggletools.signals import interrupt_in
 
-        interrupted = isinstance(error, (KeyboardInterrupt, Interrupted))
+        interrupted = interrupt_in(error) is not None
         self.save_json(FAILED, {"status": "interrupted" if interrupted else "failed",
                                 "error": f"{type(error).__name__}: {error}".rstrip(": "),
                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -189,6 +219,19 @@ class Run:
         return state
 
 
+@contextlib.contextmanager
+def damaged(path: Path):
+    """Reading what a run wrote into `path`: a missing key, a wrong type or value in it is a
+    RunError naming the file (it was edited, replaced or cut short), not a KeyError."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        if type(e).__module__.startswith("kaggletools"):  # ours name their file already
+            raise
+        raise RunError(f"{path} does not hold what kaggletools writes ({type(e).__name__}: {str(e)[:100]}); "
+                       "the run folder was edited or damaged: train again") from None
+
+
 def runs_under(root: Path) -> list[Run]:
     """Every run folder below `root` (fold runs of a cross-validation included)."""
     return sorted((Run(p.parent) for p in Path(root).rglob("config.json")), key=lambda r: str(r.path))
@@ -199,35 +242,41 @@ def table(root: Path, competition: str | None = None) -> pd.DataFrame:
     with TTA, seconds, status; finished runs best first within each competition."""
     from kaggletools import competition as registry
 
+    wanted = registry.get(competition).slug if competition else None
     rows = []
     for run in runs_under(root):
         try:
-            config = run.load_json("config.json")
-        except (OSError, ValueError):
+            row = _row(run, registry)
+        except (RunError, CompetitionError, KeyError, TypeError, ValueError, AttributeError) as e:
+            row = {"competition": None, "run": str(run.path), "status": "damaged", "backbone": str(e)[:80]}
+        if wanted and row["competition"] != wanted:
             continue
-        slug = config.get("competition")
-        if competition and slug != registry.get(competition).slug:
-            continue
-        recipe, status = config.get("recipe", {}), run.status()
-        report = run.load_json("report.json") if run.file("report.json").is_file() else {}
-        metric = registry.get(slug).metric_name if slug else None
-        plain, tta = report.get("plain") or report.get("scores") or {}, report.get("with_tta") or {}
-        rows.append({"competition": slug, "run": str(run.path), "status": status,
-                     "backbone": recipe.get("backbone", "blend" if "blend" in config else ""),
-                     "size": recipe.get("size"), "epochs": _epochs(recipe, config.get("options", {})),
-                     "metric": metric, "plain": plain.get(metric), "tta": tta.get(metric),
-                     "seconds": report.get("seconds")})
+        rows.append(row)
     df = pd.DataFrame(rows, columns=["competition", "run", "status", "backbone", "size", "epochs", "metric",
                                      "plain", "tta", "seconds"])
     if df.empty:
         return df
-    order = []
+    order = list(df.index[df["competition"].isna()])  # damaged folders first: they need looking at
     for slug, group in df.groupby("competition", sort=True):
         higher = registry.get(slug).greater_is_better
         score = group["tta"].fillna(group["plain"])
         order += list(group.assign(_done=group["status"] != "finished", _score=-score if higher else score)
                       .sort_values(["_done", "_score"], na_position="last").index)
     return df.loc[order].reset_index(drop=True)
+
+
+def _row(run: Run, registry) -> dict:
+    """One run as a row of `table`; damaged files raise."""
+    config = run.load_json("config.json")
+    slug = config.get("competition")
+    recipe, options, status = config.get("recipe", {}), config.get("options", {}), run.status()
+    report = run.load_json("report.json") if run.file("report.json").is_file() else {}
+    metric = registry.get(slug).metric_name if slug else None
+    plain, tta = report.get("plain") or report.get("scores") or {}, report.get("with_tta") or {}
+    return {"competition": slug, "run": str(run.path), "status": status,
+            "backbone": recipe.get("backbone", "blend" if "blend" in config else ""),
+            "size": recipe.get("size"), "epochs": _epochs(recipe, options), "metric": metric,
+            "plain": plain.get(metric), "tta": tta.get(metric), "seconds": report.get("seconds")}
 
 
 def _epochs(recipe: dict, options: dict) -> str:

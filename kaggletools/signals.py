@@ -45,3 +45,15 @@ def deferred():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         for s in dict.fromkeys(received):
             signal.raise_signal(s)
+
+
+def interrupt_in(error: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt or Interrupted behind `error` (its cause or context, however deep;
+    e.g. Ctrl-C inside an import that Python wraps in a RuntimeError), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (KeyboardInterrupt, Interrupted)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -24,7 +24,7 @@ def validate(competition: "Competition", df: pd.DataFrame, test_ids=None, sample
     """Raise SubmissionError (naming `name`, the row and the value) unless Kaggle would score `df`:
     the columns of the sample submission (or, without one, of the competition's format), in any
     order; every expected id exactly once (the test ids when given, else the sample's ids, else
-    not checked); values the competition accepts."""
+    not checked, but never twice); values the competition accepts."""
     sample = _read_sample(sample_path)
     expected_columns = list(sample.columns) if sample is not None else competition.submission_columns()
     columns = [str(c) for c in df.columns]
@@ -44,6 +44,10 @@ def validate(competition: "Competition", df: pd.DataFrame, test_ids=None, sample
         test_ids = sample[competition.id_column]
     if test_ids is not None:
         _check_ids(name, ids, pd.Index([str(i).strip() for i in test_ids]))
+    elif ids.duplicated().any():  # without the test ids, a repeated id is still a file Kaggle refuses
+        dup = ids.duplicated()
+        raise SubmissionError(f"{name}: id {ids[dup].iloc[0]!r} at row {_row(dup)} appears more than once; every "
+                              "test id must appear exactly once")
     try:
         competition.validate_rows(df)
     except (SubmissionError, ValueError, KeyError) as e:

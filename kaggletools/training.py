@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from kaggletools import device as devices, progress, runs, validation
+from kaggletools import device as devices, progress, runs, signals, validation
 from kaggletools.competition import Competition
 from kaggletools.dist import Dist
 from kaggletools.errors import OptionError, RunError
@@ -89,10 +89,16 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
     given_post = post_from(competition, options.post_from)
     dist = Dist.from_env()
     dev = dist.device(devices.pick(options.device))
-    exp = Experiment.from_folder(competition, data_dir, recipe, options)
+    if resume and runs.Run(resume).file("split.csv").is_file():  # the items and split it started with
+        exp = Experiment.resumed(competition, data_dir, recipe, options, runs.Run(resume))
+    else:
+        exp = Experiment.from_folder(competition, data_dir, recipe, options)
     checkpoint = None
     if resume and runs.Run(resume).file(runs.CHECKPOINT).is_file():
         checkpoint = runs.Run.open(resume, finished=False).load_tensors(runs.CHECKPOINT)
+        if not isinstance(checkpoint, dict) or not {"model", "position", "rng", "history"} <= set(checkpoint):
+            raise RunError(f"{runs.Run(resume).file(runs.CHECKPOINT)} is not a kaggletools checkpoint; the run "
+                           "folder was edited or damaged: train again")
     elif resume:  # stopped within its first epoch: the same run again, from the start, in its folder
         progress.write(f"note: {resume} stopped before its first epoch ended (no checkpoint): training it from "
                        "the start", options.progress)
@@ -124,10 +130,11 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
         keeper.restore_best(learner)
         report = validation.validate(learner, exp.items, run, given_post)
         if run is not None:
-            _finish(run, exp, learner, info, {**report, "kept": keeper.best or {"epoch": learner.epoch},
-                                              "seconds": round(time.perf_counter() - start, 1)})
+            with signals.deferred():  # an interrupt now lands after the run is whole (and finished)
+                _finish(run, exp, learner, info, {**report, "kept": keeper.best or {"epoch": learner.epoch},
+                                                  "seconds": round(time.perf_counter() - start, 1)})
     except BaseException as e:
-        if run is not None:
+        if run is not None and run.status() != "finished":
             run.mark_failed(e)
         raise
     return run
@@ -183,5 +190,6 @@ def resume_settings(run_dir: Path) -> Resumable:
     if status == "finished":
         raise RunError(f"{run.path} is already finished; nothing to resume")
     config = run.load_json("config.json")
-    return Resumable(config["competition"], Path(config["data_dir"]), Recipe.from_dict(config["recipe"]),
-                     RunOptions.from_dict(config["options"]))
+    with runs.damaged(run.file("config.json")):
+        return Resumable(config["competition"], Path(config["data_dir"]), Recipe.from_dict(config["recipe"]),
+                         RunOptions.from_dict(config["options"]))

@@ -19,7 +19,7 @@ import torch
 
 from kaggletools import api, runs, schedules
 from kaggletools.cli import main as cli
-from kaggletools.errors import OptionError, RunError
+from kaggletools.errors import CompetitionError, OptionError, RunError
 
 REDUX = "dogs-vs-cats-redux-kernels-edition"
 TINY = ["--backbone", "resnet18", "--no-pretrained", "--size", "32", "--batch-size", "8", "--freeze-epochs", "2",
@@ -141,6 +141,51 @@ def test_a_run_stopped_in_its_first_epoch_resumes_from_the_start(dogs_dir, tmp_p
     assert all(torch.equal(resumed[k], whole[k]) for k in whole), "resumed weights differ from an uninterrupted run"
     assert runs.Run(folder).status() == "finished" and len(pd.read_csv(folder / "metrics.csv")) == 4
 
+
+def test_resume_keeps_the_recorded_split_when_the_data_folder_changed(dogs_dir, tmp_path, uninterrupted,
+                                                                      monkeypatch):
+    """Images added before --resume stay out (the checkpoint never saw them, the split must not
+    change); a split.csv naming items the folder lacks is refused."""
+    import shutil
+
+    from kaggletools import training
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(dogs_dir, data_dir)
+    write = training.Checkpoints.__call__
+
+    def stop_after_the_first_epoch(self, learner, position):
+        write(self, learner, position)
+        if position.done == 1 and position.phase == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.Checkpoints, "__call__", stop_after_the_first_epoch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            api.train(REDUX, data_dir, runs_dir=tmp_path / "runs", **TINY_API)
+        folder = _only_run(tmp_path / "runs")
+        monkeypatch.setattr(training.Checkpoints, "__call__", write)
+        for i, image in enumerate(sorted((data_dir / "train").glob("*.jpg"))[:4]):
+            shutil.copy(image, data_dir / "train" / f"{'cat' if 'cat' in image.name else 'dog'}.{900 + i}.jpg")
+        api.train(None, None, resume=folder)
+    finally:
+        torch.set_num_threads(threads)
+    resumed, whole = _weights(folder), _weights(uninterrupted)
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole), "resumed weights differ from an uninterrupted run"
+    split = pd.read_csv(folder / "split.csv", dtype={"id": str})
+    valid = pd.read_csv(folder / "valid_predictions.csv", dtype={"id": str})
+    assert sorted(valid["id"]) == sorted(split.loc[split["is_valid"], "id"]) and len(split) == 48
+
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    (other / "model.pt").unlink()
+    (other / "failed.json").write_text('{"status": "interrupted"}')
+    split.assign(id=[f"made-up-{i}" for i in range(len(split))]).to_csv(other / "split.csv", index=False)
+    with pytest.raises(CompetitionError, match="split.csv names 48 item.*no longer holds"):
+        api.train(None, None, resume=other)
+
 def test_signals_held_back_are_delivered_when_the_block_ends(tmp_path):
     from kaggletools import signals
     from kaggletools.errors import Interrupted
@@ -190,7 +235,7 @@ def test_blend_of_runs_and_the_list_of_runs(dogs_dir, tmp_path, uninterrupted):
     test = [pd.read_csv(p / "test_predictions.csv") for p in (uninterrupted, other.path)]
     blended = pd.read_csv(Path(result["folder"]) / "test_predictions.csv")
     assert np.allclose(blended["dog_prob"], 0.25 * test[0]["dog_prob"] + 0.75 * test[1]["dog_prob"])
-    with pytest.raises(RunError, match="one non-negative weight per run"):
+    with pytest.raises(RunError, match="one finite, non-negative weight per run"):
         api.blend([uninterrupted, other.path], weights=[1], out=tmp_path / "x.csv")
     listed = api.runs(REDUX, tmp_path)
     assert list(listed["status"]) == ["finished"] * len(listed) and str(other.path) in set(listed["run"])
@@ -254,6 +299,68 @@ def test_unusable_model_files_are_one_line_errors(uninterrupted, tmp_path, capsy
     assert err.count("\n") == 1 and "does not fit resnet34" in err and len(err) < 400
     assert not list(tmp_path.glob("*.csv"))
 
+
+
+def _damaged_copy(uninterrupted: Path, folder: Path, damage) -> Path:
+    import shutil
+
+    shutil.copytree(uninterrupted, folder)
+    damage(folder)
+    return folder
+
+
+def _edit_meta(folder: Path, **changes) -> None:
+    state = torch.load(folder / "model.pt", weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            del state["meta"][key]
+        else:
+            state["meta"][key] = value
+    torch.save(state, folder / "model.pt")
+
+
+DAMAGE = {
+    "failed.json holds a list": (lambda f: (f / "failed.json").write_text("[1, 2]"), "not a finished run"),
+    "failed.json is a folder": (lambda f: (f / "failed.json").mkdir(), "not a finished run"),
+    "config.json is garbage": (lambda f: (f / "config.json").write_text("{garbage"), "config.json cannot be read"),
+    "config.json holds a list": (lambda f: (f / "config.json").write_text("[]"), "config.json holds a list"),
+    "config.json lacks data_dir": (lambda f: (f / "config.json").write_text('{"competition": "dogscats"}'),
+                                   "config.json does not hold what kaggletools writes"),
+    "meta lacks the competition": (lambda f: _edit_meta(f, competition=None), "model.pt does not hold"),
+    "meta n_extra is text": (lambda f: _edit_meta(f, n_extra="x"), "model.pt does not hold"),
+    "meta mean of one value": (lambda f: _edit_meta(f, mean=[0.5]), "one value per input channel"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_run_folder_is_one_line_naming_the_file(uninterrupted, tmp_path, capsys, case):
+    damage, said = DAMAGE[case]
+    folder = _damaged_copy(uninterrupted, tmp_path / "run", damage)
+    assert cli(["predict", str(folder), "--out", str(tmp_path / "sub.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and "Traceback" not in err, err
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_the_run_list_shows_a_damaged_folder_and_every_other_run(uninterrupted, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(uninterrupted, root / REDUX / "good")
+    _damaged_copy(uninterrupted, root / REDUX / "bad", lambda f: (f / "report.json").write_text("[]"))
+    _damaged_copy(uninterrupted, root / REDUX / "alien",
+                  lambda f: (f / "config.json").write_text('{"competition": "nosuch"}'))
+    listed = api.runs(None, root)
+    by_name = {Path(r).name: s for r, s in zip(listed["run"], listed["status"])}
+    assert by_name == {"good": "finished", "bad": "damaged", "alien": "damaged"}
+
+
+def test_blend_weights_must_be_finite_and_a_refused_blend_leaves_no_folder(uninterrupted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for weights in ([float("nan"), 1], [float("inf"), 1]):
+        with pytest.raises(RunError, match="finite, non-negative weight"):
+            api.blend([uninterrupted, uninterrupted], weights=weights, out=tmp_path / "b.csv")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "b.csv").exists()
 
 def test_sgdr_restarts_at_each_cycle_and_one_cycle_peaks():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)

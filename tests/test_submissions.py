@@ -87,3 +87,21 @@ def test_planet_rows_with_any_number_of_weather_tags_are_scored(shared_data, tmp
     csv = tmp_path / "planet.csv"
     csv.write_text(lines[0] + "test_0,primary\n" + "test_1,clear haze primary\n" + "test_2,\n" + "".join(lines[4:]))
     api.validate("planet", csv)
+
+
+def test_a_repeated_id_is_refused_even_without_the_test_ids(tmp_path):
+    """Without a data folder the test ids are unknown, but an id given twice is still refused."""
+    (tmp_path / "sub.csv").write_text("id,label\n1,0.5\n2,0.5\n1,0.25\n")
+    with pytest.raises(SubmissionError, match=r"id '1' at row 3 appears more than once"):
+        api.validate("dogs-vs-cats-redux-kernels-edition", tmp_path / "sub.csv")
+
+
+def test_debug_switch_reads_false_as_off(tmp_path, monkeypatch, capsys):
+    for value, traceback in (("false", False), ("off", False), ("0", False), ("1", True), ("yes", True)):
+        monkeypatch.setenv("KAGGLETOOLS_DEBUG", value)
+        if traceback:
+            with pytest.raises(Exception, match="absent.csv"):
+                cli(["validate", "dogscats", str(tmp_path / "absent.csv")])
+        else:
+            assert cli(["validate", "dogscats", str(tmp_path / "absent.csv")]) == 1
+            assert capsys.readouterr().err.startswith("error: ")

@@ -134,3 +134,32 @@ def test_multilabel_thresholds_are_tuned_for_the_competitions_own_metric():
     variants = comp.post_variants(y, probs)
     assert variants["global"]["global_threshold"] == pytest.approx(own)
     assert comp.metric(y, probs, variants["global"]) > comp.metric(y, probs, {"thresholds": [f2] * 4})
+
+
+def test_a_label_file_naming_a_column_twice_is_refused(tmp_path):
+    from kaggletools import layouts, multilabel
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train.csv").write_text("id,has_cactus,has_cactus\na.jpg,1,0\n")
+    with pytest.raises(CompetitionError, match=r"names \['has_cactus'\] more than once"):
+        layouts.labelled_by_csv(tmp_path, "train.csv", "train", "id", "has_cactus")
+    (tmp_path / "tags.csv").write_text("\ufeffimage_name,tags,tags\nx,a b,c\n")
+    with pytest.raises(CompetitionError, match=r"names \['tags'\] more than once"):
+        multilabel.read_labels(tmp_path / "tags.csv", ("a", "b", "c"), "image_name")
+
+
+def test_an_interrupt_wrapped_by_a_library_is_still_an_interrupt():
+    from kaggletools import signals
+    from kaggletools.errors import Interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Error calling __set_name__ ...") from e
+    except RuntimeError as wrapped:
+        assert isinstance(signals.interrupt_in(wrapped), KeyboardInterrupt)
+    assert signals.interrupt_in(ValueError("x")) is None
+    outer = RuntimeError("outer")
+    outer.__context__ = Interrupted(15, "SIGTERM")
+    assert signals.interrupt_in(outer).exit_code == 143
