@@ -130,9 +130,8 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
         keeper.restore_best(learner)
         report = validation.validate(learner, exp.items, run, given_post)
         if run is not None:
-            with signals.deferred():  # an interrupt now lands after the run is whole (and finished)
-                _finish(run, exp, learner, info, {**report, "kept": keeper.best or {"epoch": learner.epoch},
-                                                  "seconds": round(time.perf_counter() - start, 1)})
+            _finish(run, exp, learner, info, {**report, "kept": keeper.best or {"epoch": learner.epoch},
+                                              "seconds": round(time.perf_counter() - start, 1)})
     except BaseException as e:
         if run is not None and run.status() != "finished":
             run.mark_failed(e)
@@ -171,9 +170,10 @@ def _finish(run: runs.Run, exp: Experiment, learner: Learner, info, report: dict
             "n_extra": learner.model.n_extra, "mean": list(learner.data.normalize.mean),
             "std": list(learner.data.normalize.std), "scale": learner.data.normalize.scale,
             "post": report["post"], "classes": list(exp.competition.classes), "task": exp.competition.task.name}
-    run.save_weights(learner.model.state_dict(), meta)
-    for name in (runs.CHECKPOINT, runs.BEST):
-        run.file(name).unlink(missing_ok=True)
+    with signals.deferred():  # from the weights on, the run is finished: an interrupt waits for the tidying
+        run.save_weights(learner.model.state_dict(), meta)
+        for name in (runs.CHECKPOINT, runs.BEST):
+            run.file(name).unlink(missing_ok=True)
 
 
 class Resumable(NamedTuple):
