@@ -41,6 +41,14 @@ def _check_unique(items: pd.DataFrame, data_dir, split: str) -> None:
     dup = items["id"][items["id"].duplicated()]
     if len(dup):
         raise CompetitionError(f"{data_dir}: duplicate {split} id(s) {list(dup[:5])}; each item must appear once")
+    for column in ("source", "id"):  # names that are not UTF-8 cannot go into a CSV (split, submission)
+        for value in items[column].astype(str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise CompetitionError(f"{Path(data_dir) / shown}: the {split} file name is not valid UTF-8; rename "
+                                       "it (Kaggle's files have UTF-8 names)") from None
 
 
 # -- splits ----------------------------------------------------------------------------------------

@@ -316,3 +316,17 @@ def test_prepare_add_twice_is_a_no_op(tmp_path, capsys):
     other.write_bytes(b"PK\x05\x06" + bytes(18))  # another file of the same name
     assert cli(["prepare", REDUX, "--data", str(data_dir), "--add", str(other)]) == 1
     assert "already exists and is not" in capsys.readouterr().err
+
+
+def test_a_file_name_that_is_not_utf8_is_named_before_anything_is_written(dogs_dir, tmp_path):
+    import os
+    import shutil
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(dogs_dir, data_dir)
+    first = sorted((data_dir / "train").glob("cat.*.jpg"))[0]
+    os.link(first, os.path.join(os.fsencode(data_dir / "train"), b"cat.\xff.jpg"))
+    with pytest.raises(CompetitionError, match=r"train/cat\..*\.jpg: the train file name is not valid UTF-8"):
+        api.train("dogs-vs-cats-redux-kernels-edition", data_dir, runs_dir=tmp_path / "runs", backbone="resnet18",
+                  pretrained=False, size=32, freeze_epochs=1, epochs=0, progress=False)
+    assert not (tmp_path / "runs").exists()
