@@ -80,21 +80,42 @@ def batches(array: np.ndarray, indices: np.ndarray, batch_size: int, device: tor
         return pos, (x.pin_memory() if pin else x)
 
     ahead: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def wanted() -> bool:  # the consumer has not stopped, nor the program (its main thread)
+        return not stop.is_set() and threading.main_thread().is_alive()
+
+    def put(item) -> bool:
+        while wanted():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def producer():
         try:
             for start in stops:
-                ahead.put(gather(start))
+                if not wanted() or not put(gather(start)):
+                    return
         except BaseException as e:  # surfaced in the consumer
-            ahead.put(e)
-        ahead.put(None)
+            put(e)
+        put(None)
 
-    threading.Thread(target=producer, daemon=True).start()
-    while (item := ahead.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        pos, x = item
-        yield pos, x.to(device, non_blocking=pin)
+    # not a daemon: at exit Python waits for it (a moment: it stops once the main thread has ended)
+    # instead of tearing torch down under it ("terminate called without an active exception")
+    thread = threading.Thread(target=producer, daemon=False)
+    thread.start()
+    try:
+        while (item := ahead.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            pos, x = item
+            yield pos, x.to(device, non_blocking=pin)
+    finally:  # the consumer stopped (done, an error, Ctrl-C): no thread left inside torch at exit
+        stop.set()
+        thread.join(timeout=30)
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
