@@ -209,8 +209,9 @@ def one_line(e: BaseException) -> str:
     import errno
 
     text = " ".join(str(e).split()) or type(e).__name__
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"the disk is full ({e.filename or text}); free some space and run the command again"
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"the disk is full, or a file grew past what it allows ({e.filename or text}); free some space and "
+                "run the command again")
     if isinstance(e, MemoryError):
         return "out of memory; lower --batch-size or --size"
     fix = _OS_FIXES.get(getattr(e, "errno", None)) if isinstance(e, OSError) and e.filename else None

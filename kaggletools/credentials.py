@@ -1,7 +1,8 @@
 """Kaggle credentials: found in the official client's order (`find_credentials`), every credential
 file checked for group/other access (a warning says ``chmod 600 <file>``), and the secret kept out
 of all we print, log or raise: `redact` (every form a server might echo), `redacting` (log
-records), `RedactingWriter` (stdout/stderr of the client). The errors of `kaggle_api` live here.
+records), `RedactingWriter` (stdout/stderr of the client). The errors of `kaggle_api` (from
+kaggletools.errors) are re-exported here.
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
+from kaggletools.errors import (  # noqa: F401 (the Kaggle errors are part of this module's API)
+    KaggleCredentialsError, KaggleError, KaggleForbiddenError, KaggleNetworkError, KaggleNotFoundError,
+    KaggleRateLimitError)
+
 __all__ = [
     "Credentials", "KaggleError", "KaggleCredentialsError", "KaggleForbiddenError", "KaggleNotFoundError",
     "KaggleRateLimitError", "KaggleNetworkError", "find_credentials", "redact", "Redactor", "redacting",
@@ -28,31 +33,6 @@ __all__ = [
 
 SETTINGS_URL = "https://www.kaggle.com/settings"
 MASK = "***"
-
-
-# -- errors ----------------------------------------------------------------------------------
-class KaggleError(RuntimeError):
-    """Anything that went wrong talking to Kaggle."""
-
-
-class KaggleCredentialsError(KaggleError):
-    """No usable credentials, or Kaggle rejected them (401)."""
-
-
-class KaggleForbiddenError(KaggleError):
-    """403: usually the competition's rules were not accepted."""
-
-
-class KaggleNotFoundError(KaggleError):
-    """404: unknown competition or file."""
-
-
-class KaggleRateLimitError(KaggleError):
-    """429: too many requests."""
-
-
-class KaggleNetworkError(KaggleError):
-    """Kaggle could not be reached (connection refused, DNS, timeout, cut download)."""
 
 
 # -- redaction ---------------------------------------------------------------------------------
@@ -349,6 +329,9 @@ def find_credentials() -> Credentials:
                 check_permissions(Path(token))
                 return Credentials(f"the file named by KAGGLE_API_TOKEN ({token})", "token",
                                    path=Path(token), secret=_Secret(value))
+        elif _names_a_folder(token):
+            raise KaggleCredentialsError(f"KAGGLE_API_TOKEN names the folder {token}; set it to the token itself or "
+                                         "to the path of a file holding it")
         else:
             return Credentials("the KAGGLE_API_TOKEN environment variable", "token", secret=_Secret(token.strip()))
     for path in _access_token_paths():
@@ -388,6 +371,14 @@ def find_credentials() -> Credentials:
                                  + setup_help(searched + _access_token_paths()[:1]))
 
 
+def _names_a_folder(value: str) -> bool:
+    """A KAGGLE_API_TOKEN value that is an existing folder's path: a mistake, not a token."""
+    try:
+        return bool(value) and Path(value).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def known_secrets() -> tuple[list[str], list[str]]:
     """(secrets, usernames) from every credential source the client might use, whichever wins:
     redacting all of them also covers a client that falls back to another source."""
@@ -395,7 +386,7 @@ def known_secrets() -> tuple[list[str], list[str]]:
     secrets = [env.get("KAGGLE_KEY", "")]
     users = [env.get("KAGGLE_USERNAME", "")]
     token = env.get("KAGGLE_API_TOKEN", "")
-    secrets.append((_read_text(Path(token)) or "") if _is_file(token) else token)
+    secrets.append((_read_text(Path(token)) or "") if _is_file(token) else "" if _names_a_folder(token) else token)
     secrets += [_read_text(p) or "" for p in _access_token_paths()]
     for path in config_paths() + [_oauth_path()]:
         try:

@@ -32,3 +32,28 @@ class Interrupted(BaseException):
 
 class OptionError(CompetitionError):
     """A recipe or run option with a value that cannot work."""
+
+
+# -- talking to Kaggle (re-exported by kaggletools.credentials) ---------------------------------
+class KaggleError(RuntimeError):
+    """Anything that went wrong talking to Kaggle."""
+
+
+class KaggleCredentialsError(KaggleError):
+    """No usable credentials, or Kaggle rejected them (401)."""
+
+
+class KaggleForbiddenError(KaggleError):
+    """403: usually the competition's rules were not accepted."""
+
+
+class KaggleNotFoundError(KaggleError):
+    """404: unknown competition or file."""
+
+
+class KaggleRateLimitError(KaggleError):
+    """429: too many requests."""
+
+
+class KaggleNetworkError(KaggleError):
+    """Kaggle could not be reached (connection refused, DNS, timeout, cut download)."""

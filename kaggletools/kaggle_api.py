@@ -27,6 +27,7 @@ from kaggletools.credentials import (Credentials, KaggleCredentialsError, Kaggle
                                      find_credentials)
 from kaggletools.kaggle_client import (COMPETITION_URL, KaggleSubmissionFailed, KaggleSubmissionPending, _calling,
                                       _redactor_of, client)
+from kaggletools.kaggle_download import download  # noqa: F401 (part of this module's API)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -126,66 +127,6 @@ def list_files(slug: str, api: "KaggleApi | None" = None) -> list[RemoteFile]:
                 break
             seen.add(token)
     return out
-
-
-def _first_missing(folder: Path) -> Path | None:
-    """The outermost folder of `folder`'s path that does not exist yet (None: it exists)."""
-    top, p = None, folder.absolute()
-    while not p.exists() and p != p.parent:
-        top, p = p, p.parent
-    return top
-
-
-def download(slug: str, dest: str | Path, file: str | None = None, force: bool = False,
-             quiet: bool = False, api: "KaggleApi | None" = None) -> Path:
-    """Download all files (-> ``<dest>/<slug>.zip``, not unzipped) or one `file` (-> ``<dest>/<name>``).
-    An up-to-date local copy is kept unless `force`. The client's progress bar shows unless `quiet`.
-    `dest` is created only when something is written; a failure leaves no empty folder behind."""
-    dest = Path(dest)
-    made = _first_missing(dest)
-    try:
-        return _download(slug, dest, file, force, quiet, api)
-    except BaseException:
-        p = dest.absolute()
-        while made is not None:  # remove the folders we created, as long as they are empty
-            try:
-                p.rmdir()
-            except OSError:
-                break
-            if p == made:
-                break
-            p = p.parent
-        raise
-
-
-def _download(slug: str, dest: Path, file: str | None, force: bool, quiet: bool, api: Any) -> Path:
-    api = api or client()
-    try:
-        with _calling(api, f"downloading {file or 'all files'}", slug, file, show=not quiet):
-            if file is None:
-                api.competition_download_files(slug, path=str(dest), force=force, quiet=quiet)
-            else:
-                api.competition_download_file(slug, file, path=str(dest), force=force, quiet=quiet)
-    except KaggleNotFoundError as e:
-        if file is None:
-            raise
-        try:  # which one is missing: the competition or the file?
-            names = [f.name for f in list_files(slug, api=api)]
-        except KaggleError:
-            raise e from None
-        shown = ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
-        raise KaggleNotFoundError(f"File '{file}' not found in competition '{slug}'. "
-                                  f"Files there: {shown or '(none)'}.") from None
-    except ValueError as e:  # size check after a cut download
-        raise KaggleNetworkError(f"Download of {file or slug + '.zip'} was incomplete ({e}); retry.") from e
-    path = dest / (f"{slug}.zip" if file is None else Path(file).name)
-    if not path.exists():
-        stem = f"{slug}." if file is None else Path(file).name
-        found = sorted(dest.glob(f"{stem}*"), key=lambda p: p.stat().st_mtime) if dest.is_dir() else []
-        if not found:
-            raise KaggleError(f"The Kaggle client reported success but {path} is missing.")
-        path = found[-1]
-    return path
 
 
 def submit(slug: str, csv_path: str | Path, message: str, quiet: bool = False,

@@ -160,7 +160,7 @@ def _calling(api: Any, action: str, slug: str | None = None, file: str | None = 
     """Run client calls with `_client_io`, turning their exceptions (and any SystemExit) into
     KaggleErrors whose messages, like those of their causes, are redacted."""
     red = _redactor_of(api)
-    with _client_io(red, show=show or getattr(api, "_kaggletools_verbose", False)) as out:
+    with _client_io(red, show=show or getattr(api, "_kaggletools_verbose", False)) as out, _socket_timeout():
         try:
             yield out
         except SystemExit:
@@ -171,6 +171,30 @@ def _calling(api: Any, action: str, slug: str | None = None, file: str | None = 
             if err is None or err is e:
                 raise
             raise err from e
+
+
+SOCKET_TIMEOUT = 60.0  # s without a byte from Kaggle before a call fails (the client sets none on its calls)
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float | None = None):
+    """Within the block, HTTP requests the client sends without a timeout get one (`seconds`,
+    default SOCKET_TIMEOUT, for connecting and for each read), so a server that never answers is
+    an error, not a hang. (requests passes timeout=None on as "wait forever"; measured: a silent
+    loopback server held `kaggletools download` for over 150 s before this.)"""
+    import requests.adapters
+
+    send = requests.adapters.HTTPAdapter.send
+    limit = seconds or SOCKET_TIMEOUT
+
+    def send_with_timeout(self, request, stream=False, timeout=None, *args, **kwargs):
+        return send(self, request, stream, limit if timeout is None else timeout, *args, **kwargs)
+
+    requests.adapters.HTTPAdapter.send = send_with_timeout
+    try:
+        yield
+    finally:
+        requests.adapters.HTTPAdapter.send = send
 
 
 def _translate(exc: BaseException, creds: Credentials, red: Redactor, *, action: str, slug: str | None = None,
@@ -216,6 +240,9 @@ def _translate(exc: BaseException, creds: Credentials, red: Redactor, *, action:
                               "Retry later; if it persists, check https://www.kaggle.com for outages.")
         err.status = status
         return err
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in str(exc):
+        return KaggleNetworkError(f"The transfer from Kaggle was cut short while {action} "
+                                  f"({_network_reason(exc, red)}); nothing of it was kept: run the command again.")
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                         requests.exceptions.ChunkedEncodingError, ConnectionError, TimeoutError) + u3_errors):
         url = getattr(getattr(exc, "request", None), "url", None)

@@ -750,3 +750,50 @@ def test_echoed_credentials_in_a_successful_listing_are_redacted(kaggle_server, 
     _no_secret(out.out, out.err, caplog.text)
     for f in (tmp_path / "d").iterdir():
         _no_secret(f.name, f.read_bytes().decode(errors="replace"))
+
+
+def test_a_server_that_never_answers_is_a_network_error(kaggle_server, monkeypatch, tmp_path):
+    """The client sets no timeout on its calls: ours (kaggle_client.SOCKET_TIMEOUT) ends the wait."""
+    import socket
+
+    from kagglesdk import kaggle_env
+
+    from kaggletools import kaggle_client
+
+    kaggle_server()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never answers
+    try:
+        monkeypatch.setattr(kaggle_client, "SOCKET_TIMEOUT", 0.5)
+        monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.LOCAL,
+                            f"http://127.0.0.1:{silent.getsockname()[1]}")
+        with pytest.raises(K.KaggleNetworkError, match="Could not reach Kaggle"):
+            K.list_files(SLUG)
+        with pytest.raises(K.KaggleNetworkError):
+            K.download(SLUG, tmp_path / "d", quiet=True)
+        assert not (tmp_path / "d").exists()
+    finally:
+        silent.close()
+
+
+def test_a_corrupt_download_is_removed_so_the_next_run_fetches_it_again(kaggle_server, tmp_path):
+    server = kaggle_server()
+    server.competition.files[f"{SLUG}.zip"] = b"<html>not a zip</html>"
+    with pytest.raises(K.KaggleNetworkError, match=f"{SLUG}.zip arrived cut short or corrupt.*removed"):
+        K.download(SLUG, tmp_path / "data", quiet=True)
+    assert not (tmp_path / "data").exists()
+    del server.competition.files[f"{SLUG}.zip"]
+    path = K.download(SLUG, tmp_path / "data", quiet=True)
+    assert zipfile.is_zipfile(path)
+
+
+def test_a_token_variable_naming_a_folder_is_one_line_that_shows_it(tmp_path, monkeypatch):
+    from kaggletools import credentials
+
+    folder = tmp_path / "tokens"
+    folder.mkdir()
+    monkeypatch.setenv("KAGGLE_API_TOKEN", str(folder))
+    with pytest.raises(K.KaggleCredentialsError, match=f"KAGGLE_API_TOKEN names the folder {folder}"):
+        credentials.find_credentials()
+    assert str(folder) not in credentials.known_secrets()[0]
