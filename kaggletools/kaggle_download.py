@@ -5,6 +5,7 @@ created or changed are removed, and a zip that arrived cut short or corrupt is r
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,7 @@ def _check_zip(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:  # zlib: flipped bytes
         bad = f"{type(e).__name__}: {e}"
     if bad:
         raise KaggleNetworkError(f"{path} arrived cut short or corrupt ({str(bad)[:100]}); it was removed: run the "

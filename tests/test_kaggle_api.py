@@ -779,10 +779,14 @@ def test_a_server_that_never_answers_is_a_network_error(kaggle_server, monkeypat
 
 def test_a_corrupt_download_is_removed_so_the_next_run_fetches_it_again(kaggle_server, tmp_path):
     server = kaggle_server()
-    server.competition.files[f"{SLUG}.zip"] = b"<html>not a zip</html>"
-    with pytest.raises(K.KaggleNetworkError, match=f"{SLUG}.zip arrived cut short or corrupt.*removed"):
-        K.download(SLUG, tmp_path / "data", quiet=True)
-    assert not (tmp_path / "data").exists()
+    good = server.competition.all_zip()
+    flipped = bytearray(good)
+    flipped[len(good) // 3:len(good) // 3 + 64] = bytes(64)  # inside a member's compressed data
+    for served in (b"<html>not a zip</html>", bytes(flipped)):
+        server.competition.files[f"{SLUG}.zip"] = served
+        with pytest.raises(K.KaggleNetworkError, match=f"{SLUG}.zip arrived cut short or corrupt.*removed"):
+            K.download(SLUG, tmp_path / "data", quiet=True)
+        assert not (tmp_path / "data").exists()
     del server.competition.files[f"{SLUG}.zip"]
     path = K.download(SLUG, tmp_path / "data", quiet=True)
     assert zipfile.is_zipfile(path)
