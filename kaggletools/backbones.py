@@ -122,11 +122,11 @@ def _hub_reachable_or_fail(weights: str, name: str, timeout: float = 3.0) -> Non
     what would connect) and in offline mode (the hub fails at once there)."""
     import socket
     from urllib.parse import urlsplit
+    from urllib.request import getproxies
 
     from huggingface_hub import constants
 
-    proxies = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
-    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in proxies):
+    if constants.HF_HUB_OFFLINE or getproxies():
         return
     url = urlsplit(constants.ENDPOINT)
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kaggletools import metrics, multilabel, tasks
+from kaggletools import metrics, multilabel, tasks, validation
 from kaggletools.competition import Competition
 from kaggletools.submission import SubmissionError, check_probabilities, numbers
 
@@ -183,19 +183,10 @@ class MultiLabelTags(Competition):
 
     def _halves(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """multilabel.SPLITS pairs of disjoint stratified halves of the items (none below 2 x 4 items)."""
-        n = len(y)
-        if n < 8:
+        if len(y) < 8:
             return []
-        pairs = []
-        for seed in range(multilabel.SPLITS):
-            try:
-                half = self.task.split(y, n // 2, seed, self.classes)[0]
-            except ValueError:
-                half = np.random.default_rng(seed).permutation(n)[: n // 2]
-            in_a = np.zeros(n, bool)
-            in_a[half] = True
-            pairs.append((np.flatnonzero(in_a), np.flatnonzero(~in_a)))
-        return pairs
+        masks = [validation.half(self.task, y, self.classes, seed) for seed in range(multilabel.SPLITS)]
+        return [(np.flatnonzero(m), np.flatnonzero(~m)) for m in masks]
 
     def check_post(self, post: dict) -> None:
         multilabel.thresholds(post, self.classes)

@@ -9,6 +9,7 @@ Where a verb is also a `kaggle competitions` verb, the kaggle CLI's flags work t
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import warnings
@@ -189,25 +190,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _os_fixes() -> dict[int, str]:
-    import errno
-
-    return {errno.EEXIST: "a file stands where a folder is needed: give another path or move the file away",
-            errno.ENOTDIR: "a file stands where a folder is needed: give another path or move the file away",
-            errno.EISDIR: "a folder stands where a file is needed: give the path of a file",
-            errno.EACCES: "no permission: choose a folder you can write to, or fix its permissions",
-            errno.EPERM: "not permitted: choose a folder you can write to, or fix its permissions",
-            errno.EROFS: "the file system is read-only: choose a writable folder",
-            errno.ENAMETOOLONG: "the name is too long for the file system: choose a shorter path"}
-
-
-_OS_FIXES = _os_fixes()
+_OS_FIXES = {errno.EEXIST: "a file stands where a folder is needed: give another path or move the file away",
+             errno.ENOTDIR: "a file stands where a folder is needed: give another path or move the file away",
+             errno.EISDIR: "a folder stands where a file is needed: give the path of a file",
+             errno.EACCES: "no permission: choose a folder you can write to, or fix its permissions",
+             errno.EPERM: "not permitted: choose a folder you can write to, or fix its permissions",
+             errno.EROFS: "the file system is read-only: choose a writable folder",
+             errno.ENAMETOOLONG: "the name is too long for the file system: choose a shorter path"}
 
 
 def one_line(e: BaseException) -> str:
     """An error as one line: our errors carry their explanation; others get their kind and a hint."""
-    import errno
-
     text = " ".join(str(e).split()) or type(e).__name__
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return (f"the disk is full, or a file grew past what it allows ({e.filename or text}); free some space and "

@@ -190,5 +190,5 @@ def _check_sample(competition: Competition, folder: Path, out_dir: Path, n_train
     if why:
         raise CompetitionError(
             f"{competition.slug}: the sample {out_dir} would not be a data folder: {why}. The competition's "
-            "sample_files must write what its items() reads (the default cuts a label file only when items() "
-            "came from kaggletools.layouts.labelled_by_csv; override sample_files otherwise)")
+            "sample_files must write what its items() reads (the default cuts only the CSVs items() read through "
+            "kaggletools.layouts; override sample_files otherwise)")

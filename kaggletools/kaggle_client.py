@@ -160,7 +160,7 @@ def _calling(api: Any, action: str, slug: str | None = None, file: str | None = 
     """Run client calls with `_client_io`, turning their exceptions (and any SystemExit) into
     KaggleErrors whose messages, like those of their causes, are redacted."""
     red = _redactor_of(api)
-    with _client_io(red, show=show or getattr(api, "_kaggletools_verbose", False)) as out, _socket_timeout():
+    with _client_io(red, show=show or getattr(api, "_kaggletools_verbose", False)) as out, _request_timeout():
         try:
             yield out
         except SystemExit:
@@ -177,7 +177,7 @@ SOCKET_TIMEOUT = 60.0  # s without a byte from Kaggle before a call fails (the c
 
 
 @contextlib.contextmanager
-def _socket_timeout(seconds: float | None = None):
+def _request_timeout(seconds: float | None = None):
     """Within the block, HTTP requests the client sends without a timeout get one (`seconds`,
     default SOCKET_TIMEOUT, for connecting and for each read), so a server that never answers is
     an error, not a hang. (requests passes timeout=None on as "wait forever"; measured: a silent
@@ -243,8 +243,8 @@ def _translate(exc: BaseException, creds: Credentials, red: Redactor, *, action:
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in str(exc):
         return KaggleNetworkError(f"The transfer from Kaggle was cut short while {action} "
                                   f"({_network_reason(exc, red)}); nothing of it was kept: run the command again.")
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                        requests.exceptions.ChunkedEncodingError, ConnectionError, TimeoutError) + u3_errors):
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+                        TimeoutError) + u3_errors):
         url = getattr(getattr(exc, "request", None), "url", None)
         where = " at {0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(url)) if url else ""
         return KaggleNetworkError(

@@ -120,14 +120,8 @@ def labelled_by_csv(data_dir: Path, csv_name: str, folder: str, id_column: str, 
     dup = ids[ids.duplicated()].unique()
     if len(dup):
         raise CompetitionError(f"{path}: {len(dup)} duplicate id(s), e.g. {list(dup[:5])}; each image needs one row")
-    files = image_files(data_dir, folder)
-    if not files:
-        raise CompetitionError(f"{Path(data_dir) / folder}: no images; download and `prepare` the data")
-    files = _keyed_like(ids, files)
     labels = pd.DataFrame({"id": ids.to_numpy(), "label": df[label_column].str.strip().to_numpy()})
-    table = match_labels(labels, files, path, Path(data_dir) / folder, skip_unlabelled)
-    table.attrs.update({"source": str(path), "labels": {"file": csv_name, "id_column": id_column}})
-    return table
+    return _with_images(labels, data_dir, csv_name, folder, id_column, skip_unlabelled)
 
 
 def listed(data_dir: Path, csv_name: str, folder: str, id_column: str) -> pd.DataFrame:
@@ -152,12 +146,19 @@ def labelled_by_tags(data_dir: Path, csv_name: str, folder: str, id_column: str,
     class. Ids as for `labelled_by_csv`; unknown tags and duplicate ids are errors naming the file."""
     from kaggletools.multilabel import read_labels
 
-    path = Path(data_dir) / csv_name
-    labels = read_labels(path, classes, id_column, tags_column)
+    labels = read_labels(Path(data_dir) / csv_name, classes, id_column, tags_column)
+    return _with_images(labels, data_dir, csv_name, folder, id_column)
+
+
+def _with_images(labels: pd.DataFrame, data_dir: Path, csv_name: str, folder: str, id_column: str,
+                 skip_unlabelled: bool = False) -> pd.DataFrame:
+    """The rows of a label CSV matched to the images of `folder` (see `match_labels`), marked
+    for `sample` to cut the CSV."""
     files = image_files(data_dir, folder)
     if not files:
         raise CompetitionError(f"{Path(data_dir) / folder}: no images; download and `prepare` the data")
-    table = match_labels(labels, _keyed_like(labels["id"], files), path, Path(data_dir) / folder)
+    path = Path(data_dir) / csv_name
+    table = match_labels(labels, _keyed_like(labels["id"], files), path, Path(data_dir) / folder, skip_unlabelled)
     table.attrs.update({"source": str(path), "labels": {"file": csv_name, "id_column": id_column}})
     return table
 

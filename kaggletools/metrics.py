@@ -107,7 +107,7 @@ def binarize(probs: np.ndarray, thresholds) -> np.ndarray:
     return np.asarray(probs) > np.asarray(thresholds, dtype=np.float64)
 
 
-def middle_of_best(scores: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
+def _middle_of_best(scores: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
     """The grid value in the middle of the values reaching the best score (robust to the broad
     plateaus that small validation sets give), and that score."""
     best = scores.max()
@@ -123,12 +123,12 @@ def best_threshold(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID, *
     k = np.asarray(probs).shape[1]
     grid = np.asarray(grid, dtype=np.float64)
     scores = np.array([decided_score(y_true, probs, np.full(k, t), beta, decide, score) for t in grid])
-    return middle_of_best(scores, grid)
+    return _middle_of_best(scores, grid)
 
 
 def best_class_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID, *, beta: float = 2.0,
-                          start=None, decide=None, free=None, max_passes: int = 3,
-                          score=None) -> tuple[np.ndarray, float]:
+                          start=None, decide=None, free=None, max_passes: int = 3, score=None,
+                          search=None) -> tuple[np.ndarray, float]:
     """Per-class thresholds by coordinate ascent: from `start` (default: the best global
     threshold), each class's threshold in turn moves to the grid value that maximises mean
     F-beta with the others fixed; repeat until a pass changes nothing. (thresholds, score);
@@ -137,6 +137,7 @@ def best_class_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_
     With `decide`, `free` (k booleans) marks the classes whose threshold changes only their own
     column, which the rules may only switch off (e.g. ground tags under 'cloudy stands alone'):
     those are searched in one vectorised step instead of one `decide` call per grid value.
+    `search` (k booleans): only these classes move; the others keep `start`.
     """
     y, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
     k = probs.shape[1]
@@ -148,9 +149,9 @@ def best_class_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=THRESHOLD_
     current = decided_score(y, probs, t, beta, decide, score)
     for _ in range(max_passes):
         changed = False
-        for c in range(k):
-            scores = class_scores(y, probs, t, c, grid, beta, decide, free[c], score)
-            value, best = middle_of_best(scores, grid)
+        for c in np.flatnonzero(np.ones(k, bool) if search is None else np.asarray(search, bool)):
+            scores = _class_scores(y, probs, t, c, grid, beta, decide, free[c], score)
+            value, best = _middle_of_best(scores, grid)
             if best > current + 1e-12:
                 t[c], current, changed = value, best, True
         if not changed:
@@ -165,7 +166,7 @@ def decided_score(y, probs, t, beta, decide, score=None) -> float:
     return float(score(y, decisions)) if score is not None else float(fbeta_per_sample(y, decisions, beta).mean())
 
 
-def class_scores(y, probs, t, c, grid, beta, decide, free: bool, score=None) -> np.ndarray:
+def _class_scores(y, probs, t, c, grid, beta, decide, free: bool, score=None) -> np.ndarray:
     """Mean F-beta (or `score`) for every grid value of class c's threshold, the others fixed."""
     if not free or score is not None:  # coupled by rules, or another metric: decide for each grid value
         scores = []

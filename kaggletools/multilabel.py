@@ -196,17 +196,8 @@ def tag_thresholds(y_true, probs, classes, rules: TagRules = TagRules(), beta: f
     n_pos = (y > 0.5).sum(0)
     search = n_pos >= max(min_positives, 1)
     free = np.array([c not in rules.one_of and c not in rules.alone for c in classes])  # rules only veto these
-    t = np.full(len(classes), g)
-    current = metrics.decided_score(y, probs, t, beta, rule, score)
-    for _ in range(max_passes):
-        changed = False
-        for c in np.flatnonzero(search):
-            value, best = metrics.middle_of_best(
-                metrics.class_scores(y, probs, t, c, grid, beta, rule, free[c], score), grid)
-            if best > current + 1e-12:
-                t[c], current, changed = value, best, True
-        if not changed:
-            break
+    t, _ = metrics.best_class_thresholds(y, probs, grid, beta=beta, start=g, decide=rule, free=free,
+                                         max_passes=max_passes, score=score, search=search)
     weight = np.where(search, n_pos / (n_pos + shrink) if shrink > 0 else 1.0, 0.0)
     return np.clip(g + weight * (t - g), grid[0], grid[-1])
 

@@ -89,24 +89,25 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
     given_post = post_from(competition, options.post_from)
     dist = Dist.from_env()
     dev = dist.device(devices.pick(options.device))
-    if resume and runs.Run(resume).file("split.csv").is_file():  # the items and split it started with
-        exp = Experiment.resumed(competition, data_dir, recipe, options, runs.Run(resume))
+    resumed = runs.Run.open(resume, finished=False) if resume else None
+    if resumed is not None and resumed.file("split.csv").is_file():  # the items and split it started with
+        exp = Experiment.resumed(competition, data_dir, recipe, options, resumed)
     else:
         exp = Experiment.from_folder(competition, data_dir, recipe, options)
     checkpoint = None
-    if resume and runs.Run(resume).file(runs.CHECKPOINT).is_file():
-        checkpoint = runs.Run.open(resume, finished=False).load_tensors(runs.CHECKPOINT)
+    if resumed is not None and resumed.file(runs.CHECKPOINT).is_file():
+        checkpoint = resumed.load_tensors(runs.CHECKPOINT)
         if not isinstance(checkpoint, dict) or not {"model", "position", "rng", "history"} <= set(checkpoint):
-            raise RunError(f"{runs.Run(resume).file(runs.CHECKPOINT)} is not a kaggletools checkpoint; the run "
-                           "folder was edited or damaged: train again")
-    elif resume:  # stopped within its first epoch: the same run again, from the start, in its folder
+            raise RunError(f"{resumed.file(runs.CHECKPOINT)} is not a kaggletools checkpoint; the run folder was "
+                           "edited or damaged: train again")
+    elif resumed is not None:  # stopped within its first epoch: the same run again, from the start, in its folder
         progress.write(f"note: {resume} stopped before its first epoch ended (no checkpoint): training it from "
                        "the start", options.progress)
     built = exp.model()  # weights found (or refused) before a run folder is made
     run = None
     if dist.main:
-        if resume:
-            run = runs.Run(resume)
+        if resumed is not None:
+            run = resumed
         elif folder:
             run = runs.Run.create(Path(folder).parent, Path(folder).name, exact=True)
         else:

@@ -17,9 +17,16 @@ from kaggletools import progress
 MIN_HALF = 4  # fewer validation items per half than this: no cross-fitted scores
 
 
-def variants(competition, y: np.ndarray, probs: np.ndarray) -> dict[str, dict]:
-    """The competition's post-processing variants tuned on (y, probs) (Competition.post_variants)."""
-    return competition.post_variants(y, probs)
+def half(task, y: np.ndarray, classes, seed: int) -> np.ndarray:
+    """A mask of one stratified half of the items (a random half when the task cannot stratify them)."""
+    n = len(y)
+    try:
+        chosen, _ = task.split(y, n // 2, seed, classes)
+    except ValueError:
+        chosen = np.random.default_rng(seed).permutation(n)[: n // 2]
+    mask = np.zeros(n, bool)
+    mask[chosen] = True
+    return mask
 
 
 def cross_fitted(competition, y: np.ndarray, probs: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -27,14 +34,9 @@ def cross_fitted(competition, y: np.ndarray, probs: np.ndarray, seed: int = 0) -
     n = len(y)
     if n < 2 * MIN_HALF:
         return {}
-    try:
-        half, _ = competition.task.split(y, n // 2, seed, competition.classes)
-    except ValueError:
-        half = np.random.default_rng(seed).permutation(n)[: n // 2]
-    in_a = np.zeros(n, bool)
-    in_a[half] = True
+    in_a = half(competition.task, y, competition.classes, seed)
     parts = [(in_a, ~in_a), (~in_a, in_a)]
-    fitted = [variants(competition, y[fit], probs[fit]) for fit, _ in parts]
+    fitted = [competition.post_variants(y[fit], probs[fit]) for fit, _ in parts]
     scores = {}
     for name in [n for n in fitted[0] if n in fitted[1]]:
         total = sum(score.sum() * competition.metric(y[score], probs[score], chosen[name])
