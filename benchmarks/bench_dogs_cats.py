@@ -225,7 +225,7 @@ def decode_bench(meter, spec: dict, comp, data_dir: Path, items, side: int, dev)
     training device `dev` (nvjpeg on CUDA, PIL on the CPU), which the training phases read."""
     import torch
 
-    from kaggletools import cache
+    from kaggletools.data import cache
 
     root, out = os.environ["KAGGLETOOLS_CACHE"], {}
     workers = min(8, os.cpu_count() or 1)
@@ -300,7 +300,7 @@ def run_variants(meter, spec: dict, comp, data_dir: Path, dev, started: float) -
     phase: the first includes compiling, the second is the steady state."""
     import torch
 
-    from kaggletools.experiment import Experiment
+    from kaggletools.fit.assemble import Experiment
 
     rows = []
     for name in spec["variants"]:
@@ -343,10 +343,11 @@ def work_kaggletools(spec: dict, save=None) -> dict:
     import torch
 
     import kaggletools
-    from kaggletools import api, competition
-    from kaggletools.device import optimizer_options
-    from kaggletools.experiment import Experiment
-    from kaggletools.loaders import batches
+    from kaggletools import api
+    from kaggletools.competition import registry as competition
+    from kaggletools.model.device import optimizer_options
+    from kaggletools.fit.assemble import Experiment
+    from kaggletools.data.loaders import batches
 
     started = time.perf_counter()
     if spec["threads"]:
@@ -462,7 +463,7 @@ def device_info(dev) -> dict:
     """The card as torch sees it (name, compute capability, memory) and the precision kaggletools picks."""
     import torch
 
-    from kaggletools.device import choose_precision
+    from kaggletools.model.device import choose_precision
 
     info = {"device": str(dev), "auto_precision": choose_precision(dev)}
     if dev.type == "cuda":
@@ -695,7 +696,9 @@ def synthetic_data(folder: Path, n: int, pool: int = 500, seed: int = 0) -> Path
 
 def job(a, work: Path) -> dict:
     """The data folder, the split and everything both workers need, as one JSON-able spec."""
-    from kaggletools import competition, data, models
+    from kaggletools.competition import registry as competition
+    from kaggletools.data import items as data
+    from kaggletools.model import network as models
 
     comp = competition.get(SLUG)
     data_dir = Path(a.data)
@@ -709,7 +712,7 @@ def job(a, work: Path) -> dict:
               "epochs": a.epochs, "lr": a.lr, "valid_frac": a.valid_frac, "seed": a.seed, "tta": "flip",
               "min_scale": comp.recipe.min_scale, "pretrained": a.pretrained}
     weights = str(models.pick_weights(a.backbone)) if a.pretrained else None
-    from kaggletools.predict import views
+    from kaggletools.fit.tta import views
 
     variants = [v for v in a.variants.split(",") if v] if a.variants else []
     unknown = sorted(set(variants) - set(VARIANTS))

@@ -26,7 +26,7 @@ kaggletools' Planet recipe (overridable), one frozen phase then the unfrozen one
 
 Both tools' held-out probabilities are scored by the parent the same way: F2 at 0.2 (plain
 thresholding, as fastai's FBetaMulti; and with Planet's tag rules: one weather tag, cloudy alone),
-and honestly tuned thresholds (kaggletools.validation.cross_fitted: each variant tuned on one
+and honestly tuned thresholds (kaggletools.score.validation.cross_fitted: each variant tuned on one
 stratified half of the held-out chips and scored on the other, both ways; `chosen` is the whole
 choice among 0.5, 0.2, one global and per-tag thresholds, the one kaggletools submits with).
 Each framework runs in a subprocess of its own (fastai from its own venv, see setup_fastai.sh),
@@ -207,7 +207,9 @@ def cpu_info() -> dict:
 def job(a, work: Path) -> dict:
     import warnings
 
-    from kaggletools import competition, data, models
+    from kaggletools.competition import registry as competition
+    from kaggletools.data import items as data
+    from kaggletools.model import network as models
 
     comp = competition.get(SLUG)
     data_dir = Path(a.data)
@@ -264,7 +266,9 @@ def score(spec: dict, probs) -> dict:
     cross-fitted (honest) scores of kaggletools' threshold variants."""
     import numpy as np
 
-    from kaggletools import competition, metrics, validation
+    from kaggletools.competition import registry as competition
+    from kaggletools.score import metrics
+    from kaggletools.score import validation
 
     comp = competition.get(SLUG)
     y, p = np.asarray(spec["y_valid"], np.float64), np.asarray(probs, np.float64)
@@ -309,7 +313,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(cell(run, w, key, honest) for run in (kt, fa)
                                                   for w in ("plain", "tta")) + " |")
     lines += ["", "Honest = tuned on one stratified half of the held-out chips and scored on the other, both ways "
-              "(kaggletools.validation.cross_fitted), the same function for both tools.", "",
+              "(kaggletools.score.validation.cross_fitted), the same function for both tools.", "",
               "## Wall seconds", "", "| phase | kaggletools | fastai | kaggletools / fastai |", "|---|---|---|---|"]
     pairs = [("whole job", "whole job (api.train: decode, fine-tune, validation with TTA, run folder)",
               "whole job (loaders, fine-tune, predict, TTA)"),

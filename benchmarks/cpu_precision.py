@@ -51,7 +51,7 @@ def kaggletools_choice() -> dict:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from kaggletools import device
+    from kaggletools.model import device
 
     cpu = torch.device("cpu")
     return {"precision": device.choose_precision(cpu), "channels_last": device.default_channels_last(cpu)}

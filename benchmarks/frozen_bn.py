@@ -27,9 +27,10 @@ SLUG = "dogs-vs-cats-redux-kernels-edition"
 
 def one(data_dir: Path, recipe: dict, train_bn: bool, unfrozen: int, device: str) -> dict:
     """One fine-tune; the scores after the frozen epoch and after the unfrozen ones."""
-    from kaggletools import competition, data
-    from kaggletools.device import pick
-    from kaggletools.experiment import Experiment
+    from kaggletools.competition import registry as competition
+    from kaggletools.data import items as data
+    from kaggletools.model.device import pick
+    from kaggletools.fit.assemble import Experiment
     from kaggletools.options import RunOptions
 
     comp = competition.get(SLUG)
@@ -65,7 +66,8 @@ def main(argv=None) -> list[dict]:
     if a.threads:
         torch.set_num_threads(a.threads)
     sys.path.insert(0, str(REPO))
-    from kaggletools import competition, data
+    from kaggletools.competition import registry as competition
+    from kaggletools.data import items as data
 
     data_dir = Path(a.data)
     if a.limit:

@@ -30,7 +30,7 @@ start=$(date +%s)
   nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,power.limit,clocks.max.sm --format=csv || true
   "$PY" - <<'PY'
 import torch, torchvision
-from kaggletools import device
+from kaggletools.model import device
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}), "
       f"torchvision {torchvision.__version__}")
 if torch.cuda.is_available():

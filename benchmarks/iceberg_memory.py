@@ -4,7 +4,7 @@
 
 Generates `test.json` with the real schema and size in a temporary folder (records cycle through
 a pool of generated chips, so generation is quick), then converts it in a fresh process, exactly
-as `prepare` does (competitions.iceberg -> kaggletools.arrays), under `/usr/bin/time -v`, and
+as `prepare` does (competitions.iceberg -> kaggletools.data.arrays), under `/usr/bin/time -v`, and
 prints the peak resident memory and the seconds. A second fresh process that only imports the
 same modules gives the fixed cost of the interpreter, numpy, pandas and torch imports.
 Install `time` with `apt-get install -y time` if it is missing (the script then falls back to
@@ -50,14 +50,14 @@ def generate(path: Path, n: int, seed: int = 0, pool: int = 48) -> int:
 
 def convert(data_dir: Path) -> None:
     """The measured step: what `prepare` does for test.json."""
-    from kaggletools import competition
+    from kaggletools.competition import registry as competition
 
     table = competition.get("iceberg").table(data_dir, "test")
     print(json.dumps({"items": len(table.meta), "npy_bytes": table.path.stat().st_size}))
 
 
 def imports_only() -> None:
-    from kaggletools import competition  # noqa: F401  (the same imports as `convert`)
+    from kaggletools.competition import registry as competition  # noqa: F401  (the same imports as `convert`
     competition.get("iceberg")  # discovers (imports) every registered competition module
 
 

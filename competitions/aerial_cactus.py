@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kaggletools import fixtures, layouts
-from kaggletools.bases import BinaryAUC
-from kaggletools.competition import Recipe, register
+from kaggletools.competition import Recipe, fixtures, layouts, register
+from kaggletools.competition.bases import BinaryAUC
 
 
 @register("aerial-cactus-identification", "cactus")

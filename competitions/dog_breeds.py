@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kaggletools import fixtures, layouts
-from kaggletools.bases import MultiClassLogLoss
-from kaggletools.competition import Recipe, register
+from kaggletools.competition import Recipe, fixtures, layouts, register
+from kaggletools.competition.bases import MultiClassLogLoss
 
 BREEDS = tuple("""
 affenpinscher afghan_hound african_hunting_dog airedale american_staffordshire_terrier appenzeller

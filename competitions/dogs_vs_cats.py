@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from kaggletools import fixtures, metrics
-from kaggletools.bases import BinaryLogLoss
-from kaggletools.competition import CompetitionError, Recipe, register
-from kaggletools.submission import SubmissionError
+from kaggletools.competition import CompetitionError, Recipe, fixtures, register
+from kaggletools.errors import SubmissionError
+from kaggletools.score import metrics
+from kaggletools.competition.bases import BinaryLogLoss
 
 LABELS = {"cat": 0, "dog": 1}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}

@@ -7,7 +7,7 @@ polarisation), `inc_angle` (degrees, or "na") and, in train, `is_iceberg`.
 
 `prepare` unpacks the archives and converts each JSON once, streaming with bounded memory, into
 `<data>/.kaggletools/{train,test}.npy` (N x 75 x 75 x 2 float32) + `.meta.csv` (id, inc_angle,
-angle_missing, is_iceberg) + `.stamp.json` (kaggletools.arrays); later runs read only those while the
+angle_missing, is_iceberg) + `.stamp.json` (kaggletools.data.arrays); later runs read only those while the
 JSON's size and mtime are unchanged. Items point into the array (`source` = `.kaggletools/train.npy?<token>#<i>`).
 
 Inputs: `load` gives (75, 75, 3) float32: band_1, band_2 and their mean, in dB; the shared layer
@@ -50,9 +50,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from kaggletools import arrays
-from kaggletools.arrays import RecordError
-from kaggletools.bases import BinaryLogLoss
+from kaggletools.data import arrays
+from kaggletools.data.arrays import RecordError
+from kaggletools.competition.bases import BinaryLogLoss
 from kaggletools.competition import CompetitionError, Recipe, register
 
 SIDE = 75
@@ -145,7 +145,7 @@ class Iceberg(BinaryLogLoss):
     # -- data ------------------------------------------------------------------------------------
     def prepare(self, data_dir: Path) -> None:
         """Unpack the archives, then convert train.json and test.json once (bounded memory)."""
-        from kaggletools import archives
+        from kaggletools.unpack import archives
 
         data_dir = Path(data_dir)
         archives.extract_all(data_dir)

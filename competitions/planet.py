@@ -15,7 +15,7 @@ error.
 
 Thresholds: the test submission uses 0.5, 0.2, one tuned global threshold or per-tag thresholds
 (rare tags kept at, others shrunk toward, the global one), whichever scores best on validation
-items that did not tune it (`fit_post`, kaggletools.multilabel); the report scores each of them
+items that did not tune it (`fit_post`, kaggletools.competition.tags); the report scores each of them
 and the choice itself that way (`post_variants`). The recipe below was measured by 5-fold
 cross-validation on the 693 real chips (benchmarks/README.md, Planet)."""
 from __future__ import annotations
@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from kaggletools import data, files, multilabel
-from kaggletools.bases import MultiLabelTags
-from kaggletools.competition import CompetitionError, Recipe, register
+from kaggletools.data import items as data
+from kaggletools.io import files
+from kaggletools.competition import CompetitionError, Recipe, layouts, register, tags as multilabel
+from kaggletools.competition.bases import MultiLabelTags
 
 TAGS = ("agriculture", "artisinal_mine", "bare_ground", "blooming", "blow_down", "clear", "cloudy",
         "conventional_mine", "cultivation", "habitation", "haze", "partly_cloudy", "primary", "road",
@@ -83,11 +84,11 @@ class Planet(MultiLabelTags):  # tags in `tags`, mean F2, thresholds chosen hone
 
     # -- data ------------------------------------------------------------------------------
     def prepare(self, data_dir: Path) -> None:
-        from kaggletools import archives
+        from kaggletools.unpack import archives
 
         data_dir = Path(data_dir)
         archives.extract_all(data_dir)
-        missing = [folder for folder in ARCHIVES if not multilabel.has_images(data_dir, folder)]
+        missing = [folder for folder in ARCHIVES if not layouts.has_images(data_dir, folder)]
         if missing:
             raise CompetitionError(self._no_images(data_dir, missing))
         if not (data_dir / LABELS).is_file():
@@ -107,17 +108,17 @@ class Planet(MultiLabelTags):  # tags in `tags`, mean F2, thresholds chosen hone
     def items(self, data_dir: Path, split: str) -> pd.DataFrame:
         data_dir = Path(data_dir)
         if split == "train":
-            labels = multilabel.read_labels(data_dir / LABELS, self.classes, self.id_column)
-            files = multilabel.image_files(data_dir, TRAIN_DIR)
+            labels = layouts.read_labels(data_dir / LABELS, self.classes, self.id_column)
+            files = layouts.image_files(data_dir, TRAIN_DIR)
             if not files:
                 raise CompetitionError(self._no_images(data_dir, [TRAIN_DIR]))
-            return multilabel.match_labels(self._present(labels, files, data_dir), files, data_dir / LABELS,
+            return layouts.match_labels(self._present(labels, files, data_dir), files, data_dir / LABELS,
                                            data_dir / TRAIN_DIR)
         if split != "test":
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         files = {}
         for folder in TEST_DIRS:
-            files.update(multilabel.image_files(data_dir, folder))
+            files.update(layouts.image_files(data_dir, folder))
         table = pd.DataFrame({"id": list(files), "source": list(files.values())})
         sample = self.sample_submission(data_dir)
         if sample is not None and len(table):
@@ -158,9 +159,9 @@ class Planet(MultiLabelTags):  # tags in `tags`, mean F2, thresholds chosen hone
     def sample_files(self, data_dir: Path, out_dir: Path, train: pd.DataFrame, test: pd.DataFrame) -> None:
         """The chosen images, and the label file and sample submission cut to them."""
         files.link_sources(data_dir, out_dir, pd.concat([train, test])["source"])
-        multilabel.write_filtered(Path(data_dir) / LABELS, Path(out_dir) / LABELS, self.id_column, train["id"])
+        files.write_filtered_csv(Path(data_dir) / LABELS, Path(out_dir) / LABELS, self.id_column, train["id"])
         if self.sample_submission(data_dir):
-            multilabel.write_filtered(Path(data_dir) / SAMPLE, Path(out_dir) / SAMPLE, self.id_column, test["id"])
+            files.write_filtered_csv(Path(data_dir) / SAMPLE, Path(out_dir) / SAMPLE, self.id_column, test["id"])
 
     # -- fixture ---------------------------------------------------------------------------
     def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0,
@@ -196,7 +197,7 @@ def _real_rows(comp: Planet, labels: Path, n: int, seed: int) -> list[str]:
     """n real tag strings with exactly one weather tag; the first ones cover every tag."""
     raw = pd.read_csv(labels, dtype=str, keep_default_na=False)
     raw = raw[raw["tags"].str.split().map(lambda t: len(set(WEATHER).intersection(t)) == 1)].reset_index(drop=True)
-    table = multilabel.read_labels(labels, TAGS, "image_name").set_index("id").loc[raw["image_name"]].reset_index()
+    table = layouts.read_labels(labels, TAGS, "image_name").set_index("id").loc[raw["image_name"]].reset_index()
     chosen = data.choose(comp, table, n, seed).index
     if len(chosen) < n:  # the stratified sampler may miss the size by a few rows: top up (or trim below)
         rest = np.setdiff1d(np.arange(len(table)), chosen)

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kaggletools import fixtures, layouts
-from kaggletools.bases import MultiClassLabel
-from kaggletools.competition import Recipe, register
+from kaggletools.competition import Recipe, fixtures, layouts, register
+from kaggletools.competition.bases import MultiClassLabel
 
 SPECIES = ("Black-grass", "Charlock", "Cleavers", "Common Chickweed", "Common wheat", "Fat Hen",
            "Loose Silky-bent", "Maize", "Scentless Mayweed", "Shepherds Purse", "Small-flowered Cranesbill",

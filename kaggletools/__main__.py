@@ -1,6 +1,6 @@
 """`python -m kaggletools ...`: the command line."""
 import sys
 
-from kaggletools.cli import main
+from kaggletools.cli.app import main
 
 sys.exit(main())

@@ -12,15 +12,17 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from kaggletools import competition as registry, options as opts
-from kaggletools.competition import Competition
+from kaggletools import options as opts
+from kaggletools.model import names as backbone_names
+import kaggletools.competition.registry as registry
+from kaggletools.competition.interface import Competition
 
 SUBMISSIONS = Path("submissions")
 
 
 def competitions() -> list[dict]:
     """What is registered: slug, aliases, title, task, metric."""
-    return [registry.get(name).describe() for name in registry.names()]
+    return [registry.describe(registry.get(name)) for name in registry.names()]
 
 
 def default_data_dir(name: str) -> Path:
@@ -29,26 +31,26 @@ def default_data_dir(name: str) -> Path:
 
 # -- Kaggle -----------------------------------------------------------------------------------------
 def files(name: str) -> list:
-    from kaggletools import kaggle_api
+    from kaggletools.kaggle import download as kaggle_download
 
-    return kaggle_api.list_files(registry.get(name).slug)
+    return kaggle_download.list_files(registry.get(name).slug)
 
 
 def download(name: str, data_dir: Path | None = None, file: str | None = None, force: bool = False,
              quiet: bool = False) -> Path:
     """Download the competition's files (all, or one) and unpack them into `data_dir`."""
-    from kaggletools import kaggle_api
+    from kaggletools.kaggle import download as kaggle_download
 
     comp = registry.get(name)
     data_dir = Path(data_dir or default_data_dir(comp.slug))
-    kaggle_api.download(comp.slug, data_dir, file=file, force=force, quiet=quiet)
+    kaggle_download.download(comp.slug, data_dir, file=file, force=force, quiet=quiet)
     return prepare(comp, data_dir, quiet=quiet)
 
 
 def submit(name: str, csv: Path, message: str = "kaggletools", data_dir: Path | None = None, quiet: bool = False):
     """Validate the file (test ids from `data_dir` when it has them, else the format alone), then
     upload it. Returns Kaggle's reference and message (kaggle_api.SubmitResult)."""
-    from kaggletools import kaggle_api
+    from kaggletools.kaggle import competitions as kaggle_api
 
     comp = registry.get(name)
     validate(comp, csv, data_dir)
@@ -57,7 +59,8 @@ def submit(name: str, csv: Path, message: str = "kaggletools", data_dir: Path | 
 
 def wait_for_score(name: str, ref: int, show: bool = True, **polling):
     """Poll (bounded backoff) until Kaggle has scored submission `ref`; its row (kaggle_api.Submission)."""
-    from kaggletools import kaggle_api, progress
+    from kaggletools import progress
+    from kaggletools.kaggle import competitions as kaggle_api
 
     def report(row):
         progress.write(f"waiting for the score: {row.status if row else 'not listed yet'}", show)
@@ -66,14 +69,14 @@ def wait_for_score(name: str, ref: int, show: bool = True, **polling):
 
 
 def submissions(name: str) -> pd.DataFrame:
-    from kaggletools import kaggle_api
+    from kaggletools.kaggle import competitions as kaggle_api
 
     return kaggle_api.submissions(registry.get(name).slug)
 
 
 def leaderboard(name: str, top: int = 20):
     """The top of the public leaderboard and where your team stands."""
-    from kaggletools import kaggle_api
+    from kaggletools.kaggle import competitions as kaggle_api
 
     return kaggle_api.leaderboard(registry.get(name).slug, top=top)
 
@@ -82,7 +85,8 @@ def leaderboard(name: str, top: int = 20):
 def prepare(name: str | Competition, data_dir: Path, add: list[Path] | None = None, quiet: bool = False) -> Path:
     """Unpack what was downloaded (safe, atomic, idempotent). `add` brings in archives or folders
     obtained elsewhere (e.g. Planet's images, no longer served by the API)."""
-    from kaggletools import files as file_tools, progress
+    from kaggletools import progress
+    from kaggletools.io import files as file_tools
 
     comp = registry.get(name)
     data_dir = Path(data_dir)
@@ -98,7 +102,7 @@ def prepare(name: str | Competition, data_dir: Path, add: list[Path] | None = No
 def sample(name: str, data_dir: Path, out: Path | None = None, n_train: int = 200, n_test: int = 100,
            seed: int = 0) -> Path:
     """A small stratified copy of the data as a new data folder."""
-    from kaggletools import data
+    from kaggletools.data import items as data
 
     return data.sample(registry.get(name), Path(data_dir), out, n_train, n_test, seed)
 
@@ -119,7 +123,7 @@ def settings(name: str, overrides: dict) -> Settings:
 def check(name: str, data_dir: Path, **overrides) -> dict:
     """A dry run: every option, the items per split and class, one decoded item of each split, one
     augmented batch through a forward and backward pass, and the time an epoch will take."""
-    from kaggletools import dryrun
+    from kaggletools.steps import check as dryrun
 
     comp, recipe, run_options = settings(name, overrides)
     return dryrun.check(comp, Path(data_dir), recipe, run_options)
@@ -128,9 +132,9 @@ def check(name: str, data_dir: Path, **overrides) -> dict:
 def lr_find(name: str, data_dir: Path, out: Path | None = None, **overrides):
     """The LR finder on the frozen model; saves its plot; returns the result (with `plot_path`)."""
     comp, recipe, run_options = settings(name, overrides)
-    opts.check_all(recipe, run_options)
-    from kaggletools import device
-    from kaggletools.experiment import Experiment
+    backbone_names.check_all(recipe, run_options)
+    from kaggletools.model import device
+    from kaggletools.fit.assemble import Experiment
 
     learner, _ = Experiment.from_folder(comp, data_dir, recipe, run_options).learner(device.pick(run_options.device))
     result = learner.lr_find()
@@ -144,7 +148,7 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
     `overrides` may change only how it runs: device, progress). Returns the Run (None on ranks
     other than 0 under torchrun)."""
     if resume:
-        from kaggletools import training
+        from kaggletools.steps import train as training
 
         allowed = {"device", "progress"}
         if set(overrides) - allowed:
@@ -154,8 +158,8 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
         return training.train(registry.get(saved.competition), saved.data_dir, saved.recipe,
                               saved.options.replace(**overrides), resume=resume)
     comp, recipe, run_options = settings(name, overrides)
-    opts.check_all(recipe, run_options)  # in milliseconds, before torch is even imported
-    from kaggletools import training
+    backbone_names.check_all(recipe, run_options)  # in milliseconds, before torch is even imported
+    from kaggletools.steps import train as training
 
     return training.train(comp, Path(data_dir), recipe, run_options, folder=folder)
 
@@ -164,15 +168,10 @@ def predict(run_dir: Path, data_dir: Path | None = None, *, tta: str | None = No
             overwrite: bool = False, device: str = "", progress: bool = True) -> Path:
     """Predict the test set from a finished run folder alone, build the submission, validate it
     and write it atomically (default `submissions/<slug>-<run>.csv`)."""
-    from kaggletools import inference
+    from kaggletools.steps import predict as inference
 
-    saved = inference.SavedRun.load(run_dir)
-    out = Path(out) if out else SUBMISSIONS / f"{saved.competition.slug}-{Path(run_dir).name}.csv"
-    inference.refuse_existing(out, overwrite)
-    data_dir = Path(data_dir or saved.data_dir)
-    items, probs = inference.test_probabilities(saved, data_dir, tta, device, progress)
-    return inference.write_submission(saved.competition, items["id"], probs, saved.meta["post"], data_dir, out,
-                                      overwrite)
+    return inference.predict(run_dir, data_dir, tta=tta, out=out, overwrite=overwrite, device=device,
+                             progress=progress, submissions=SUBMISSIONS)
 
 
 def interpret(run_dir: Path, data_dir: Path | None = None, show: bool = True) -> list[Path]:
@@ -180,21 +179,25 @@ def interpret(run_dir: Path, data_dir: Path | None = None, show: bool = True) ->
     most-confused pairs, top losses, thresholds, probabilities) and report.html, written again.
     Returns the files written; notes (e.g. no validation items) are printed. `data_dir` overrides
     the run's data folder (for the top-loss images)."""
-    from kaggletools import html_report, interpret as interpretation, progress, runs
+    from kaggletools import progress
+    from kaggletools.runs import report as html_report
+    from kaggletools.runs import interpret as interpretation
+    from kaggletools.runs import folder as runs
 
     run = runs.Run.open(run_dir, finished=False)
-    written = interpretation.write(run.path, data_dir=data_dir)
-    for note in interpretation.notes(run.path):
+    comp = registry.get(run.load_json("config.json")["competition"])
+    written = interpretation.write(run, comp, data_dir=data_dir)
+    for note in interpretation.notes(run):
         progress.write(f"note: {note}", show)
-    return written + [html_report.write(run.path)]
+    return written + [html_report.write(run, comp)]
 
 
 def show_batch(name: str, data_dir: Path, out: Path | None = None, **overrides) -> Path:
     """A grid of augmented training inputs exactly as the training loop makes them, de-normalised,
     with their labels (default show_batch-<slug>.png); creates no run folder."""
     comp, recipe, run_options = settings(name, overrides)
-    opts.check_all(recipe, run_options)
-    from kaggletools import gallery
+    backbone_names.check_all(recipe, run_options)
+    from kaggletools.steps import show_batch as gallery
 
     return gallery.show_batch(comp, Path(data_dir), recipe, run_options, Path(out or f"show_batch-{comp.slug}.png"))
 
@@ -204,8 +207,10 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
     """K-fold: one run per fold (in one folder), then the folds blended: out-of-fold score and
     post-processing, fold-averaged test probabilities, one validated submission."""
     comp, recipe, run_options = settings(name, {**overrides, "folds": folds})
-    opts.check_all(recipe, run_options)
-    from kaggletools import blend as blending, inference, runs
+    backbone_names.check_all(recipe, run_options)
+    from kaggletools.steps import blend as blending
+    from kaggletools.steps import predict as inference
+    from kaggletools.runs import folder as runs
 
     cv = runs.Run.create(Path(run_options.runs_dir) / comp.slug, f"cv{folds}")
     out = Path(out) if out else SUBMISSIONS / f"{comp.slug}-{cv.path.name}.csv"
@@ -219,14 +224,14 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
 def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir: Path | None = None,
           out: Path | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Average the test probabilities of finished runs of one competition into one validated submission."""
-    from kaggletools import blend as blending
+    from kaggletools.steps import blend as blending
 
     return blending.blend(run_dirs, weights=weights, data_dir=data_dir, out=out, overwrite=overwrite, show=progress)
 
 
 def runs(name: str | None = None, runs_dir: Path = Path("runs")) -> pd.DataFrame:
     """Past runs: backbone, size, epochs, scores plain and with TTA, time, status; best first."""
-    from kaggletools import runs as run_folders
+    from kaggletools.runs import folder as run_folders
 
     return run_folders.table(Path(runs_dir), name)
 
@@ -234,18 +239,9 @@ def runs(name: str | None = None, runs_dir: Path = Path("runs")) -> pd.DataFrame
 def validate(name: str | Competition, csv: Path, data_dir: Path | None = None) -> None:
     """Check a submission file as Kaggle would: against the test items of `data_dir` (or its sample
     submission) when given, else against the competition's format."""
-    from kaggletools import data, submission
+    from kaggletools.steps import predict as inference
 
-    comp = registry.get(name)
-    df = submission.read(Path(csv))
-    test_ids = sample = None
-    if data_dir is not None and Path(data_dir).is_dir():
-        sample = comp.sample_submission(Path(data_dir))
-        try:
-            test_ids = data.test_items(comp, Path(data_dir))["id"]
-        except registry.CompetitionError:
-            test_ids = None  # no test items here: the sample submission's ids, or the format alone
-    submission.validate(comp, df, test_ids, sample, name=str(csv))
+    inference.validate_file(registry.get(name), csv, data_dir)
 
 
 def run(name: str, data_dir: Path | None = None, *, download_data: bool = False, add: list[Path] | None = None,
@@ -254,9 +250,10 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
     Under torchrun, rank 0 downloads and unpacks while the others wait, all ranks train, and
     rank 0 alone predicts, writes (and submits); the others return {}."""
     comp, recipe, run_options = settings(name, overrides)
-    opts.check_all(recipe, run_options)
-    from kaggletools import inference, training
-    from kaggletools.dist import Dist
+    backbone_names.check_all(recipe, run_options)
+    from kaggletools.steps import predict as inference
+    from kaggletools.steps import train as training
+    from kaggletools.model.dist import Dist
 
     data_dir = Path(data_dir or default_data_dir(comp.slug))
     if out:
@@ -281,6 +278,6 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
 
 def demo(name: str | None = None, workdir: Path = Path("demo"), progress: bool = True) -> dict:
     """The whole loop offline on a competition's generated download (default: Dogs vs. Cats redux)."""
-    from kaggletools import demo as demos
+    from kaggletools.steps import demo as demos
 
     return demos.main(name, Path(workdir), progress)

@@ -34,7 +34,7 @@ class OptionError(CompetitionError):
     """A recipe or run option with a value that cannot work."""
 
 
-# -- talking to Kaggle (re-exported by kaggletools.credentials) ---------------------------------
+# -- talking to Kaggle (re-exported by kaggletools.kaggle.credentials) ---------------------------------
 class KaggleError(RuntimeError):
     """Anything that went wrong talking to Kaggle."""
 

@@ -1,5 +1,5 @@
 """What to train (`Recipe`) and how to run it (`RunOptions`): two dataclasses, saved in every run
-folder, from which the command line's flags are generated (kaggletools.cli). Each field carries its
+folder, from which the command line's flags are generated (kaggletools.cli.app). Each field carries its
 help text; `check()` validates every value before anything is decoded or written."""
 from __future__ import annotations
 
@@ -174,13 +174,3 @@ def resolve(recipe: Recipe, overrides: dict) -> tuple[Recipe, RunOptions]:
         raise OptionError(f"unknown option(s) {said}")
     return (recipe.replace(**{k: v for k, v in overrides.items() if k in recipe_fields}),
             RunOptions().replace(**{k: v for k, v in overrides.items() if k in run_fields}))
-
-
-def check_all(recipe: Recipe, options: RunOptions) -> None:
-    """Every option, the backbone's name included, in milliseconds and without importing torch:
-    before anything is decoded or written."""
-    from kaggletools import backbone_names
-
-    recipe.check()
-    options.check()
-    backbone_names.resolve(recipe.backbone)

@@ -43,7 +43,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def dogs_dir(tmp_path_factory) -> Path:
     """A prepared Dogs vs. Cats redux data folder: 48 generated train images, 16 test."""
-    from kaggletools import api, competition
+    from kaggletools import api
+    from kaggletools.competition import registry as competition
 
     folder = tmp_path_factory.mktemp("dogs") / "dogs-vs-cats-redux-kernels-edition"
     comp = competition.get("dogs-vs-cats-redux-kernels-edition")

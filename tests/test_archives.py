@@ -1,4 +1,4 @@
-"""kaggletools.archives: formats, nested Kaggle layouts, safety, corruption, atomicity, idempotence.
+"""kaggletools.unpack.archives: formats, nested Kaggle layouts, safety, corruption, atomicity, idempotence.
 Every archive is generated in tmp_path."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import py7zr
 import pytest
 
-from kaggletools import archives
-from kaggletools.archives import ArchiveError, UnsafeArchiveError, extract, extract_all, is_archive
+from kaggletools.unpack import archives
+from kaggletools.unpack.archives import ArchiveError, UnsafeArchiveError, extract, extract_all, is_archive
 
 JPG = b"\xff\xd8\xff\xe0fake-jpeg"
 

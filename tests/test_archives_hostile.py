@@ -1,4 +1,4 @@
-"""kaggletools.archives against hostile archives: paths out, links, bombs, disk full, leftovers.
+"""kaggletools.unpack.archives against hostile archives: paths out, links, bombs, disk full, leftovers.
 
 Every archive is generated in tmp_path; each attack aims at tmp_path/outside, and each test
 checks that nothing but the expected output changed anywhere under tmp_path."""
@@ -18,8 +18,8 @@ from pathlib import Path
 import py7zr
 import pytest
 
-from kaggletools import unpack_writer
-from kaggletools.archives import (ArchiveBudgetError, ArchiveError, UnpackBudget, UnsafeArchiveError, extract,
+from kaggletools.unpack import writer as unpack_writer
+from kaggletools.unpack.archives import (ArchiveBudgetError, ArchiveError, UnpackBudget, UnsafeArchiveError, extract,
                                   extract_all)
 
 MiB = 2**20
@@ -436,7 +436,7 @@ def test_budget_from_the_environment(tmp_path, box, monkeypatch):
 
 
 def test_default_budget_follows_free_disk_space(tmp_path, box, monkeypatch):
-    from kaggletools import unpack_budget
+    from kaggletools.unpack import budget as unpack_budget
 
     usage = unpack_budget.shutil.disk_usage(tmp_path)
     monkeypatch.setattr(unpack_budget.shutil, "disk_usage", lambda p: usage._replace(free=3 * MiB))

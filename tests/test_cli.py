@@ -12,7 +12,7 @@ import pytest
 
 from fake_kaggle import SLUG, ScoringFailed, kaggle_server, redux_files  # noqa: F401
 from kaggletools import __version__
-from kaggletools.cli import main as cli
+from kaggletools.cli.app import main as cli
 
 
 def test_version_and_python_dash_m(capsys):
@@ -23,7 +23,7 @@ def test_version_and_python_dash_m(capsys):
 
 
 def test_listing_competitions_imports_neither_torch_nor_sklearn():
-    code = ("import sys; from kaggletools.cli import main; main(['competitions']); "
+    code = ("import sys; from kaggletools.cli.app import main; main(['competitions']); "
             "print('heavy:', sorted(m for m in ('torch', 'sklearn', 'timm', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip().endswith("heavy: []"), out.stdout + out.stderr

@@ -14,8 +14,15 @@ import pandas as pd
 import pytest
 import torch
 
-from kaggletools import api, competition, data, demo, grade, models, submission, tasks
-from kaggletools.competition import CompetitionError
+from kaggletools import api
+from kaggletools.competition import registry as competition
+from kaggletools.data import items as data
+from kaggletools.steps import demo
+from kaggletools.score import grade
+from kaggletools.model import network as models
+from kaggletools.score import submission
+from kaggletools.competition import tasks
+from kaggletools.errors import CompetitionError
 from kaggletools.options import Recipe
 
 SLUGS = competition.names()
@@ -45,7 +52,7 @@ def test_registry_lists_at_least_the_six_competitions_with_their_identity():
         assert isinstance(comp.task, tasks.Task) and comp.kind in ("image", "array")
         comp.task.check_classes(comp.classes)
         assert isinstance(comp.recipe, Recipe) and isinstance(comp.greater_is_better, bool)
-        assert comp.describe()["task"] == comp.task.name
+        assert competition.describe(comp)["task"] == comp.task.name
         assert comp.submission_columns()[0] == comp.id_column
 
 

@@ -12,9 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from kaggletools import api, cache, competition, data, files, images, loaders, models, predict, submission
-from kaggletools.cli import main as cli
-from kaggletools.competition import CompetitionError
+from kaggletools import api
+from kaggletools.data import cache
+from kaggletools.competition import registry as competition
+from kaggletools.data import items as data
+from kaggletools.io import files
+from kaggletools.io import images
+from kaggletools.data import loaders
+from kaggletools.model import network as models
+from kaggletools.fit import tta as predict
+from kaggletools.score import submission
+from kaggletools.cli.app import main as cli
+from kaggletools.errors import CompetitionError
 from kaggletools.errors import RunError
 
 REDUX = "dogs-vs-cats-redux-kernels-edition"
@@ -169,8 +178,8 @@ def test_sample_larger_than_the_data_is_refused_from_the_cli(dogs_dir, tmp_path,
 def test_a_sample_its_competition_cannot_read_is_refused_and_nothing_is_left(tmp_path):
     """A competition that reads its own label file (not through layouts.labelled_by_csv) and keeps
     the default sample_files: the sample would lack the label file, so sample says so."""
-    from kaggletools import layouts
-    from kaggletools.bases import BinaryAUC
+    from kaggletools.competition import layouts
+    from kaggletools.competition.bases import BinaryAUC
 
     class OwnReader(BinaryAUC):
         slug, classes, label_column = "own-reader", ("has_x",), "has_x"
@@ -201,8 +210,8 @@ def test_a_sample_its_competition_cannot_read_is_refused_and_nothing_is_left(tmp
 def test_one_image_folder_for_train_and_test_with_a_test_list(tmp_path):
     """layouts.labelled_by_csv(skip_unlabelled=True) and layouts.listed: train.csv and test.csv
     name the images of one shared folder; sample cuts both lists."""
-    from kaggletools import layouts
-    from kaggletools.bases import MultiClassLabel
+    from kaggletools.competition import layouts
+    from kaggletools.competition.bases import MultiClassLabel
 
     class Fruits(MultiClassLabel):
         slug, classes, id_column, label_column = "fruits", ("apple", "pear"), "image", "fruit"

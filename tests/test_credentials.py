@@ -1,4 +1,4 @@
-"""kaggletools.credentials: permission checks on every credential file, and redaction of every
+"""kaggletools.kaggle.credentials: permission checks on every credential file, and redaction of every
 form in which a server might echo a secret (strings, streams, log records)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import warnings
 import pytest
 
 from fake_kaggle import KEY, TOKEN, USERNAME, isolate_env, leaked, secret_forms, write_kaggle_json
-from kaggletools import credentials as C
+from kaggletools.kaggle import credentials as C
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Scale out: `torchrun --nproc_per_node 2 -m kaggletools.cli run ...` trains one model with DDP
+"""Scale out: `torchrun --nproc_per_node 2 -m kaggletools.cli.app run ...` trains one model with DDP
 (gloo, two CPU processes) on generated Dogs vs. Cats data, and leaves exactly what a
 single-process run leaves: one run folder with the same files and metrics columns, and one
 valid submission written by rank 0. The two processes together must learn, and the model that
@@ -17,8 +17,13 @@ import pandas as pd
 import pytest
 import torch
 
-from kaggletools import api, cache, competition, data, inference, models
-from kaggletools.cli import main as cli
+from kaggletools import api
+from kaggletools.data import cache
+from kaggletools.competition import registry as competition
+from kaggletools.data import items as data
+from kaggletools.steps import predict as inference
+from kaggletools.model import network as models
+from kaggletools.cli.app import main as cli
 
 SLUG = "dogs-vs-cats-redux-kernels-edition"
 # small and quick, but enough steps per rank to learn: 8 steps of 8 images per rank per epoch
@@ -50,10 +55,10 @@ def prepared(tmp_path_factory) -> Path:
 
 
 def _torchrun(verb: str, data_dir: Path, runs: Path, *extra: str) -> subprocess.CompletedProcess:
-    """`python -m torch.distributed.run --standalone --nproc_per_node 2 -m kaggletools.cli ...`."""
+    """`python -m torch.distributed.run --standalone --nproc_per_node 2 -m kaggletools.cli.app ...`."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "kaggletools.cli", verb, SLUG, "--data", str(data_dir), "--runs", str(runs), *ARGS, *extra]
+           "-m", "kaggletools.cli.app", verb, SLUG, "--data", str(data_dir), "--runs", str(runs), *ARGS, *extra]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, f"torchrun failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result

@@ -10,8 +10,12 @@ import pandas as pd
 import pytest
 
 from fake_kaggle import fake_kaggle
-from kaggletools import api, competition, data, metrics, submission
-from kaggletools.cli import main as cli
+from kaggletools import api
+from kaggletools.competition import registry as competition
+from kaggletools.data import items as data
+from kaggletools.score import metrics
+from kaggletools.score import submission
+from kaggletools.cli.app import main as cli
 
 REDUX = "dogs-vs-cats-redux-kernels-edition"
 FAST = dict(backbone="mobilenet_v2", size=64, presize=72, batch_size=16, freeze_epochs=1, epochs=1)

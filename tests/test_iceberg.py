@@ -15,8 +15,14 @@ import pandas as pd
 import pytest
 
 from kaggletools.competitions import iceberg
-from kaggletools import api, arrays, cli, competition, data, metrics, submission
-from kaggletools.competition import CompetitionError
+from kaggletools import api
+from kaggletools.data import arrays
+import kaggletools.cli.app as cli
+from kaggletools.competition import registry as competition
+from kaggletools.data import items as data
+from kaggletools.score import metrics
+from kaggletools.score import submission
+from kaggletools.errors import CompetitionError
 
 SHARED_ICEBERG = Path(__file__).resolve().parents[2] / "shared" / "data" / "iceberg"
 SLUG = "statoil-iceberg-classifier-challenge"

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
-from kaggletools import images
+from kaggletools.io import images
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -15,7 +15,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from kaggletools import api, cache, cli, competition, data, gallery, html_report, interpret, tasks, validation
+from kaggletools import api
+from kaggletools.data import cache
+import kaggletools.cli.app as cli
+from kaggletools.competition import registry as competition
+from kaggletools.data import items as data
+from kaggletools.runs import gallery
+from kaggletools.steps import show_batch
+from kaggletools.runs import report as html_report
+from kaggletools.runs import interpret
+from kaggletools.runs import folder as runs
+from kaggletools.competition import tasks
+from kaggletools.score import validation
 
 BINARY, MULTICLASS, MULTILABEL = ("statoil-iceberg-classifier-challenge", "plant-seedlings-classification",
                                   "planet-understanding-the-amazon-from-space")
@@ -195,7 +206,7 @@ def test_report_escapes_what_it_shows(trained, tmp_path):
     config["split_notes"] = ['<script>alert("x")</script> & <b>bold</b>']
     config["options"]["post_from"] = '"><img src=x onerror=alert(1)>'
     (copy / "config.json").write_text(json.dumps(config))
-    text = html_report.write(copy).read_text()
+    text = html_report.write(runs.Run(copy), competition.get(config["competition"])).read_text()
     assert "<script>alert" not in text and "<b>bold" not in text and "<img src=x" not in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in text
 
@@ -205,7 +216,7 @@ def test_show_batch_gives_the_training_inputs_with_their_labels(data_root, tmp_p
     folder = _fixture(MULTICLASS, data_root)
     plain = {"size": 32, "presize": 32, "min_scale": 1.0, "flip": False, "dihedral": False, "batch_size": 8}
     _, recipe, options = api.settings(MULTICLASS, {**plain, "progress": False})
-    pixels, y = gallery.augmented_batch(comp, folder, recipe, options, n=10)
+    pixels, y = show_batch.augmented_batch(comp, folder, recipe, options, n=10)
     assert pixels.shape == (10, 32, 32, 3) and y.shape == (10, len(comp.classes))
     items = data.train_items(comp, folder)
     array = cache.load_items(comp, folder, items, 32, progress=False).astype(np.float32)
@@ -215,7 +226,7 @@ def test_show_batch_gives_the_training_inputs_with_their_labels(data_root, tmp_p
         match = int(distance.argmin())
         assert distance[match] < 0.01, "de-normalised back to the cache's 0-255 values"
         assert (targets[match] == label).all(), "each input with its own label"
-    augmented, _ = gallery.augmented_batch(comp, folder, recipe.replace(min_scale=0.35, flip=True), options, n=4)
+    augmented, _ = show_batch.augmented_batch(comp, folder, recipe.replace(min_scale=0.35, flip=True), options, n=4)
     assert np.abs(augmented - pixels[:4]).max() > 10, "the recipe's augmentation is applied"
     out = api.show_batch(MULTICLASS, folder, size=32, batch_size=8, progress=False)
     assert out == Path(f"show_batch-{comp.slug}.png") and _valid_png(out)[0] >= 300

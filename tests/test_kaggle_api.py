@@ -1,4 +1,4 @@
-"""kaggletools.kaggle_api against the real official client talking to tests/fake_kaggle.py."""
+"""kaggletools.kaggle.competitions against the real official client talking to tests/fake_kaggle.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +19,8 @@ from PIL import Image
 from fake_kaggle import (DISPLAY_NAME, KEY, SLUG, TOKEN, USERNAME, FakeKaggle, ScoringFailed, echo_text,
                          fake_kaggle, free_port, isolate_env, kaggle_server, leaked, make_redux_zip, redux_files,
                          write_kaggle_json)  # noqa: F401
-from kaggletools import kaggle_api as K
+from kaggletools.kaggle import competitions as K
+from kaggletools.kaggle import download as D
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,7 +173,7 @@ def test_private_kaggle_json_does_not_warn(home):
 
 def test_no_work_at_import_and_no_exit_without_credentials(home):
     code = ("import sys\n"
-            "import kaggletools.kaggle_api as k\n"
+            "import kaggletools.kaggle.competitions as k\n"
             "assert 'kaggle' not in sys.modules and 'kagglesdk' not in sys.modules, 'imported at import time'\n"
             "try:\n    k.client()\n"
             "except k.KaggleCredentialsError as e:\n    print('OK', 'kaggle' in sys.modules)\n")
@@ -187,7 +188,7 @@ def test_no_work_at_import_and_no_exit_without_credentials(home):
 @pytest.mark.parametrize("creds", ["env", "kaggle.json", "token"])
 def test_list_files_with_each_credential_source(kaggle_server, creds):
     server = kaggle_server(creds=creds)
-    files = K.list_files(SLUG)
+    files = D.list_files(SLUG)
     expected = redux_files()
     assert {f.name: f.size for f in files} == {n: len(b) for n, b in expected.items()}
     call = server.calls("ListDataFiles")[-1]
@@ -200,7 +201,7 @@ def test_list_files_with_each_credential_source(kaggle_server, creds):
 def test_list_files_follows_pages(kaggle_server):
     files = {f"f{i:02d}.csv": b"x" * i for i in range(45)}
     server = kaggle_server(files)
-    got = K.list_files(SLUG)
+    got = D.list_files(SLUG)
     assert [f.name for f in got] == sorted(files)
     assert len(server.calls("ListDataFiles")) == 3
     assert str(got[1]) == "f01.csv  (1 B)"
@@ -208,7 +209,7 @@ def test_list_files_follows_pages(kaggle_server):
 
 def test_download_all_files_is_the_slug_zip(kaggle_server, tmp_path, capsys):
     server = kaggle_server()
-    path = K.download(SLUG, tmp_path / "data", quiet=True)
+    path = D.download(SLUG, tmp_path / "data", quiet=True)
     assert path == tmp_path / "data" / f"{SLUG}.zip"
     with zipfile.ZipFile(path) as z:
         assert sorted(z.namelist()) == ["sample_submission.csv", "test.zip", "train.zip"]
@@ -227,12 +228,12 @@ def test_download_all_files_is_the_slug_zip(kaggle_server, tmp_path, capsys):
 
 def test_download_keeps_fresh_copy_unless_forced(kaggle_server, tmp_path, capsys):
     kaggle_server()
-    path = K.download(SLUG, tmp_path, quiet=True)
+    path = D.download(SLUG, tmp_path, quiet=True)
     good = path.read_bytes()
     path.write_bytes(b"x" * len(good))  # same size, newer than the server's copy
-    K.download(SLUG, tmp_path, quiet=True)
+    D.download(SLUG, tmp_path, quiet=True)
     assert path.read_bytes() == b"x" * len(good)
-    K.download(SLUG, tmp_path, force=True)
+    D.download(SLUG, tmp_path, force=True)
     assert path.read_bytes() == good
     out = capsys.readouterr()
     assert "Downloading" in out.out + out.err  # not quiet: the client reports progress
@@ -240,7 +241,7 @@ def test_download_keeps_fresh_copy_unless_forced(kaggle_server, tmp_path, capsys
 
 def test_download_one_file(kaggle_server, tmp_path):
     server = kaggle_server()
-    path = K.download(SLUG, tmp_path / "d", file="sample_submission.csv", quiet=True)
+    path = D.download(SLUG, tmp_path / "d", file="sample_submission.csv", quiet=True)
     assert path == tmp_path / "d" / "sample_submission.csv"
     assert path.read_bytes() == server.competition.files["sample_submission.csv"]
     assert server.calls("DownloadDataFile")[-1].json == {"competitionName": SLUG,
@@ -323,10 +324,10 @@ def test_real_cli_in_subprocess_on_port_80(tmp_path, monkeypatch):
 # -- errors -------------------------------------------------------------------------------------
 def test_rules_not_accepted_is_forbidden_with_rules_link(kaggle_server, tmp_path):
     kaggle_server(rules_accepted=False)
-    assert K.list_files(SLUG)  # listing works without accepting the rules
+    assert D.list_files(SLUG)  # listing works without accepting the rules
     rules = f"https://www.kaggle.com/competitions/{SLUG}/rules"
     with pytest.raises(K.KaggleForbiddenError) as e:
-        K.download(SLUG, tmp_path)
+        D.download(SLUG, tmp_path)
     assert rules in str(e.value) and "accept" in str(e.value).lower() and "retry" in str(e.value)
     csv = tmp_path / "s.csv"
     csv.write_text("id,label\n")
@@ -337,24 +338,24 @@ def test_rules_not_accepted_is_forbidden_with_rules_link(kaggle_server, tmp_path
 def test_unknown_competition_is_not_found(kaggle_server, tmp_path):
     kaggle_server()
     with pytest.raises(K.KaggleNotFoundError, match="no-such-comp"):
-        K.list_files("no-such-comp")
+        D.list_files("no-such-comp")
     with pytest.raises(K.KaggleNotFoundError, match="no-such-comp"):
-        K.download("no-such-comp", tmp_path)
+        D.download("no-such-comp", tmp_path)
     with pytest.raises(K.KaggleNotFoundError, match="Competition not found"):
-        K.download("no-such-comp", tmp_path, file="train.zip")
+        D.download("no-such-comp", tmp_path, file="train.zip")
 
 
 def test_unknown_file_lists_what_exists(kaggle_server, tmp_path):
     kaggle_server()
     with pytest.raises(K.KaggleNotFoundError) as e:
-        K.download(SLUG, tmp_path, file="test1.zip")
+        D.download(SLUG, tmp_path, file="test1.zip")
     msg = str(e.value)
     assert "test1.zip" in msg and "train.zip" in msg and "sample_submission.csv" in msg
 
 
 @pytest.mark.parametrize("route, call", [
-    ("ListDataFiles", lambda tmp: K.list_files(SLUG)),
-    ("DownloadDataFiles", lambda tmp: K.download(SLUG, tmp)),
+    ("ListDataFiles", lambda tmp: D.list_files(SLUG)),
+    ("DownloadDataFiles", lambda tmp: D.download(SLUG, tmp)),
     ("StartSubmissionUpload", lambda tmp: K.submit(SLUG, _csv(tmp), "x")),
     ("ListSubmissions", lambda tmp: K.submissions(SLUG)),
 ])
@@ -374,13 +375,13 @@ def _csv(folder: Path) -> Path:
 def test_rate_limit_everywhere_with_token(kaggle_server):
     kaggle_server(creds="token", fail_with=429)  # even the token check is refused
     with pytest.raises(K.KaggleRateLimitError):
-        K.list_files(SLUG)
+        D.list_files(SLUG)
 
 
 def test_server_error_is_a_plain_kaggle_error(kaggle_server):
     kaggle_server(fail_with=500)
     with pytest.raises(K.KaggleError) as e:
-        K.list_files(SLUG)
+        D.list_files(SLUG)
     assert type(e.value) is K.KaggleError and "HTTP 500" in str(e.value)
 
 
@@ -395,7 +396,7 @@ def test_wrong_key_is_invalid_credentials(kaggle_server, monkeypatch):
     kaggle_server()
     monkeypatch.setenv("KAGGLE_KEY", "f" * 32)
     with pytest.raises(K.KaggleCredentialsError, match="invalid credentials") as e:
-        K.list_files(SLUG)
+        D.list_files(SLUG)
     assert "KAGGLE_USERNAME" in str(e.value)
     assert "f" * 32 not in str(e.value)
 
@@ -404,19 +405,19 @@ def test_rejected_token_is_a_credentials_error_not_exit(kaggle_server, monkeypat
     kaggle_server(creds="token")
     monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_expired_token_value_123")
     with pytest.raises(K.KaggleCredentialsError, match="invalid or expired") as e:
-        K.list_files(SLUG)
+        D.list_files(SLUG)
     assert "KGAT_expired_token_value_123" not in str(e.value)
 
 
 def test_stopped_server_is_a_network_error(kaggle_server, tmp_path):
     server = kaggle_server()
-    assert K.list_files(SLUG)
+    assert D.list_files(SLUG)
     server.stop()
     refused = "Could not reach Kaggle at http://127.0.0.1:.*Connection refused"
     with pytest.raises(K.KaggleNetworkError, match=refused):
-        K.list_files(SLUG)
+        D.list_files(SLUG)
     with pytest.raises(K.KaggleNetworkError):
-        K.download(SLUG, tmp_path)
+        D.download(SLUG, tmp_path)
 
 
 def test_nothing_listening_is_a_network_error_even_while_authenticating(kaggle_server, monkeypatch):
@@ -446,22 +447,22 @@ def test_secrets_never_printed_or_logged(kaggle_server, tmp_path, monkeypatch, c
     (tmp_path / "home" / ".kaggle" / "kaggle.json").chmod(0o644)
     monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
     attempt(K.find_credentials)
-    attempt(lambda: K.list_files(SLUG))
-    attempt(lambda: K.download(SLUG, tmp_path / "d"))  # not quiet: progress output
+    attempt(lambda: D.list_files(SLUG))
+    attempt(lambda: D.download(SLUG, tmp_path / "d"))  # not quiet: progress output
     attempt(lambda: K.submit(SLUG, _csv(tmp_path), "x"))
     attempt(lambda: K.submissions(SLUG))
     monkeypatch.delenv("KAGGLE_API_TOKEN")
     attempt(K.find_credentials)
-    attempt(lambda: K.list_files(SLUG))
+    attempt(lambda: D.list_files(SLUG))
     for fail in (403, 404, 429, 500):
         server.fail_with = fail
-        attempt(lambda: K.download(SLUG, tmp_path / "d", file="train.zip"))
+        attempt(lambda: D.download(SLUG, tmp_path / "d", file="train.zip"))
     server.fail_with = None
     monkeypatch.setenv("KAGGLE_API_TOKEN", "bad-token")
-    attempt(lambda: K.list_files(SLUG))
+    attempt(lambda: D.list_files(SLUG))
     monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
     server.stop()
-    attempt(lambda: K.list_files(SLUG))
+    attempt(lambda: D.list_files(SLUG))
     out = capsys.readouterr()
     assert any("403" in t for t in texts) and any("Could not reach" in t for t in texts)
     _no_secret(out.out, out.err, caplog.text, *texts)
@@ -470,7 +471,7 @@ def test_secrets_never_printed_or_logged(kaggle_server, tmp_path, monkeypatch, c
 # -- listings for table or CSV output -------------------------------------------------------------
 def test_list_files_gives_name_size_and_creation_date(kaggle_server):
     kaggle_server()
-    files = K.list_files(SLUG)
+    files = D.list_files(SLUG)
     assert all(isinstance(f, K.RemoteFile) and isinstance(f.created, datetime) for f in files)
     assert {f.name for f in files} == set(redux_files())
 
@@ -670,12 +671,12 @@ def test_failed_download_leaves_no_empty_folder(kaggle_server, tmp_path, case):
     dest = tmp_path / "data" / "dogs" / "raw"
     slug = "no-such-comp" if case == "404" else SLUG
     with pytest.raises(K.KaggleError):
-        K.download(slug, dest, quiet=True)
+        D.download(slug, dest, quiet=True)
     assert not (tmp_path / "data").exists()
     existing = tmp_path / "mine"
     existing.mkdir()
     with pytest.raises(K.KaggleError):
-        K.download(slug, existing, quiet=True)
+        D.download(slug, existing, quiet=True)
     assert existing.is_dir()  # not ours to remove
 
 
@@ -689,17 +690,17 @@ def test_folder_made_by_the_client_is_removed_when_still_empty(tmp_path):
 
     dest = tmp_path / "a" / "b"
     with pytest.raises(K.KaggleNetworkError):
-        K.download(SLUG, dest, api=Stub())
+        D.download(SLUG, dest, api=Stub())
     assert not (tmp_path / "a").exists()
     (tmp_path / "a").mkdir()
     with pytest.raises(K.KaggleNetworkError):
-        K.download(SLUG, dest, api=Stub())
+        D.download(SLUG, dest, api=Stub())
     assert (tmp_path / "a").is_dir() and not dest.exists()
 
 
 def test_download_creates_the_folder_when_it_writes(kaggle_server, tmp_path):
     kaggle_server()
-    path = K.download(SLUG, tmp_path / "x" / "y", quiet=True)
+    path = D.download(SLUG, tmp_path / "x" / "y", quiet=True)
     assert path.parent == tmp_path / "x" / "y" and path.is_file()
 
 
@@ -714,7 +715,7 @@ def test_echoed_credentials_in_an_error_are_redacted(kaggle_server, tmp_path, cr
     server = kaggle_server(creds=creds, echo_headers=True, rules_accepted=False)
     secret, user = _secret_of(creds)
     with pytest.raises(K.KaggleForbiddenError) as e:
-        K.download(SLUG, tmp_path / "d")
+        D.download(SLUG, tmp_path / "d")
     call = server.calls("DownloadDataFiles")[-1]
     assert call.status == 403 and leaked(echo_text(call.headers), secret, user)  # the server did echo the secret
     texts = _messages(e.value)
@@ -738,9 +739,9 @@ def test_echoed_credentials_in_a_successful_listing_are_redacted(kaggle_server, 
     caplog.set_level(logging.DEBUG)
     server = kaggle_server(creds=creds, echo_headers=True)
     api = K.client(verbose=True)  # the client prints every request and response, headers included
-    files = K.list_files(SLUG, api=api)
+    files = D.list_files(SLUG, api=api)
     assert {f.name for f in files} == set(redux_files())
-    K.download(SLUG, tmp_path / "d", file="sample_submission.csv", api=api)  # echo in the download URL too
+    D.download(SLUG, tmp_path / "d", file="sample_submission.csv", api=api)  # echo in the download URL too
     secret, user = _secret_of(creds)
     assert leaked(echo_text(server.calls("ListDataFiles")[-1].headers), secret, user)
     out = capsys.readouterr()
@@ -758,7 +759,7 @@ def test_a_server_that_never_answers_is_a_network_error(kaggle_server, monkeypat
 
     from kagglesdk import kaggle_env
 
-    from kaggletools import kaggle_client
+    from kaggletools.kaggle import client as kaggle_client
 
     kaggle_server()
     silent = socket.socket()
@@ -769,9 +770,9 @@ def test_a_server_that_never_answers_is_a_network_error(kaggle_server, monkeypat
         monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.LOCAL,
                             f"http://127.0.0.1:{silent.getsockname()[1]}")
         with pytest.raises(K.KaggleNetworkError, match="Could not reach Kaggle"):
-            K.list_files(SLUG)
+            D.list_files(SLUG)
         with pytest.raises(K.KaggleNetworkError):
-            K.download(SLUG, tmp_path / "d", quiet=True)
+            D.download(SLUG, tmp_path / "d", quiet=True)
         assert not (tmp_path / "d").exists()
     finally:
         silent.close()
@@ -785,15 +786,15 @@ def test_a_corrupt_download_is_removed_so_the_next_run_fetches_it_again(kaggle_s
     for served in (b"<html>not a zip</html>", bytes(flipped)):
         server.competition.files[f"{SLUG}.zip"] = served
         with pytest.raises(K.KaggleNetworkError, match=f"{SLUG}.zip arrived cut short or corrupt.*removed"):
-            K.download(SLUG, tmp_path / "data", quiet=True)
+            D.download(SLUG, tmp_path / "data", quiet=True)
         assert not (tmp_path / "data").exists()
     del server.competition.files[f"{SLUG}.zip"]
-    path = K.download(SLUG, tmp_path / "data", quiet=True)
+    path = D.download(SLUG, tmp_path / "data", quiet=True)
     assert zipfile.is_zipfile(path)
 
 
 def test_a_token_variable_naming_a_folder_is_one_line_that_shows_it(tmp_path, monkeypatch):
-    from kaggletools import credentials
+    from kaggletools.kaggle import credentials
 
     folder = tmp_path / "tokens"
     folder.mkdir()

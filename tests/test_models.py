@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kaggletools import models
+from kaggletools.model import network as models
 
 IMAGENET = (0.485, 0.456, 0.406)
 

@@ -17,9 +17,16 @@ import pandas as pd
 import pytest
 import torch
 
-from kaggletools import api, data, images, metrics, multilabel, submission
-from kaggletools.cli import main as cli
-from kaggletools.competition import CompetitionError, get
+from kaggletools import api
+from kaggletools.data import items as data
+from kaggletools.io import images
+from kaggletools.score import metrics
+from kaggletools.competition import layouts
+from kaggletools.competition import tags as multilabel
+from kaggletools.score import submission
+from kaggletools.cli.app import main as cli
+from kaggletools.competition.registry import get
+from kaggletools.errors import CompetitionError
 from kaggletools.competitions.planet import PartialDownload
 
 SLUG = "planet-understanding-the-amazon-from-space"
@@ -194,7 +201,7 @@ def test_too_few_validation_items_fall_back_to_0_2_and_say_so():
 
 
 def test_report_scores_every_variant_and_the_choice_itself_cross_fitted():
-    from kaggletools import validation
+    from kaggletools.score import validation
 
     rng = np.random.default_rng(8)
     y = COMP.targets(_rows_to_items(_planet_like_rows(200, rng)))
@@ -269,7 +276,7 @@ def test_hand_written_thresholds_by_tag_are_accepted():
 
 # -- the real label file ----------------------------------------------------------------------
 def test_real_labels_obey_the_rules_the_submission_applies(real_labels):
-    items = multilabel.read_labels(real_labels, TAGS, "image_name")
+    items = layouts.read_labels(real_labels, TAGS, "image_name")
     y = COMP.targets(items)
     assert len(items) == 40479 and (y.sum(0) > 0).all()
     weather = y[:, [TAGS.index(w) for w in WEATHER]].sum(1)
@@ -279,7 +286,7 @@ def test_real_labels_obey_the_rules_the_submission_applies(real_labels):
 
 
 def test_iterative_folds_keep_every_tag_in_every_fold(real_labels):
-    items = multilabel.read_labels(real_labels, TAGS, "image_name")
+    items = layouts.read_labels(real_labels, TAGS, "image_name")
     y = COMP.targets(items)
     folds = data.folds(COMP, items, 5, seed=42).fold
     for k in range(5):
@@ -288,14 +295,14 @@ def test_iterative_folds_keep_every_tag_in_every_fold(real_labels):
 
 
 def test_a_500_row_sample_of_the_real_labels_keeps_all_17_tags(real_labels):
-    items = multilabel.read_labels(real_labels, TAGS, "image_name")
+    items = layouts.read_labels(real_labels, TAGS, "image_name")
     chosen = data.choose(COMP, items, 500, seed=0)
     assert (COMP.targets(chosen).sum(0) > 0).all()
     assert 490 <= len(chosen) <= 500
 
 
 def test_a_500_row_sample_has_exactly_500_rows(real_labels):
-    items = multilabel.read_labels(real_labels, TAGS, "image_name")
+    items = layouts.read_labels(real_labels, TAGS, "image_name")
     assert len(data.choose(COMP, items, 500, seed=0)) == 500
 
 
@@ -467,7 +474,7 @@ def test_corrupt_chip_stops_training_with_its_name(copy, tmp_path):
     with pytest.raises(images.ImageError, match=r"train_3\.jpg.*(corrupt|truncated)"):
         api.train(SLUG, copy, runs_dir=tmp_path / "runs", **TINY, pretrained=False)
     assert not list((tmp_path / "runs").rglob("model.pt")) and not list((tmp_path / "runs").rglob("report.json"))
-    from kaggletools import cache
+    from kaggletools.data import cache
 
     assert not list(cache.cache_root().glob("*partial*"))
 
@@ -572,7 +579,7 @@ def _real_data_folder(real: Path, folder: Path, n_train: int, n_test: int) -> pd
     beside the complete train_v2.csv (a partial download), the last `n_test` as test images
     (test_* in test-jpg/, a third as file_* in test-jpg-additional/) and the real sample
     submission cut to them. Returns the test chips' true tags as a submission-shaped table."""
-    from kaggletools.layouts import image_files
+    from kaggletools.competition.layouts import image_files
 
     chips = list(image_files(real, "train-jpg").items())
     train, test = chips[:n_train], chips[-n_test:]
@@ -623,7 +630,7 @@ def _rules() -> multilabel.TagRules:
 
 
 def _rows_to_items(rows) -> pd.DataFrame:
-    y, unknown = multilabel.tags_matrix(pd.Series(list(rows)), TAGS)
+    y, unknown = layouts.tags_matrix(pd.Series(list(rows)), TAGS)
     assert not unknown
     return pd.DataFrame(y, columns=TAGS)
 

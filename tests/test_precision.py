@@ -10,8 +10,9 @@ import io
 import pytest
 import torch
 
-from kaggletools import competition, device
-from kaggletools.dist import Dist
+from kaggletools.competition import registry as competition
+from kaggletools.model import device
+from kaggletools.model.dist import Dist
 
 REDUX = "dogs-vs-cats-redux-kernels-edition"
 CUDA = torch.device("cuda")  # only a name: nothing here runs on it
@@ -126,7 +127,7 @@ def test_bf16_and_off_do_not_scale(dtype):
 
 
 def _learner(folder, amp: str):
-    from kaggletools.experiment import Experiment
+    from kaggletools.fit.assemble import Experiment
     from kaggletools.options import RunOptions
 
     comp = competition.get(REDUX)
@@ -138,7 +139,7 @@ def _learner(folder, amp: str):
 
 
 def test_fp16_training_on_the_cpu_and_the_scalers_state_in_the_checkpoint(dogs_dir):
-    from kaggletools.train import Position
+    from kaggletools.fit.learner import Position
 
     learner = _learner(dogs_dir, "fp16")
     assert learner.precision.dtype == "fp16" and learner.precision.scaling
@@ -162,7 +163,7 @@ def test_fp16_training_on_the_cpu_and_the_scalers_state_in_the_checkpoint(dogs_d
 
 
 def test_without_fp16_the_checkpoint_has_no_scaler_state(dogs_dir):
-    from kaggletools.train import Position
+    from kaggletools.fit.learner import Position
 
     learner = _learner(dogs_dir, "off")
     state = learner.state(Position())
@@ -236,7 +237,7 @@ def _syncs(run) -> int:
 @pytest.mark.parametrize("amp", ["auto", "fp16"])
 def test_cuda_training_steps_do_not_wait_for_the_gpu(dogs_dir, amp):
     """More steps, no more host-device synchronisations: the only ones are at the epoch's end."""
-    from kaggletools.experiment import Experiment
+    from kaggletools.fit.assemble import Experiment
     from kaggletools.options import RunOptions
 
     comp = competition.get(REDUX)

@@ -37,8 +37,11 @@ def test_the_readme_interface_tables_name_what_exists():
     """Every attribute, method, base and layout helper the README's reference names is real."""
     import re
 
-    from kaggletools import bases, files, fixtures, layouts
-    from kaggletools.competition import Competition
+    from kaggletools.competition import bases
+    from kaggletools.io import files
+    from kaggletools.competition import fixtures
+    from kaggletools.competition import layouts
+    from kaggletools.competition.interface import Competition
 
     text = README.read_text().split("## Adding a competition")[1].split("\n## ")[0]
     reference = text.split("The whole interface")[1]
@@ -46,7 +49,7 @@ def test_the_readme_interface_tables_name_what_exists():
     assert len(rows) >= 20, rows
     for name in rows:
         assert name == "register" or hasattr(Competition, name), name
-    table = text.split("The bases in `kaggletools.bases`")[1].split("`kaggletools.layouts`")[0]
+    table = text.split("The bases in `kaggletools.competition.bases`")[1].split("`kaggletools.competition.layouts`")[0]
     named = re.findall(r"^\| `(\w+)` \|", table, re.M)
     assert len(named) == 6, named
     for name in named:

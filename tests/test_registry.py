@@ -9,14 +9,15 @@ import textwrap
 
 import pytest
 
-from kaggletools import competition, tasks
-from kaggletools.bases import MultiClassLabel
-from kaggletools.competition import CompetitionError
+from kaggletools.competition import registry as competition
+from kaggletools.competition import tasks
+from kaggletools.competition.bases import MultiClassLabel
+from kaggletools.errors import CompetitionError
 
 PLUGIN = '''
-from kaggletools.bases import MultiClassLabel
-from kaggletools.competition import register
-from kaggletools import layouts
+from kaggletools.competition.bases import MultiClassLabel
+from kaggletools.competition.registry import register
+from kaggletools.competition import layouts
 
 
 @register("my-flowers", "flowers")

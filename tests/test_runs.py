@@ -17,8 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
-from kaggletools import api, runs, schedules
-from kaggletools.cli import main as cli
+from kaggletools import api
+from kaggletools.runs import folder as runs
+from kaggletools.runs import listing
+from kaggletools.fit import schedules
+from kaggletools.cli.app import main as cli
 from kaggletools.errors import CompetitionError, OptionError, RunError
 
 REDUX = "dogs-vs-cats-redux-kernels-edition"
@@ -91,7 +94,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(dogs_dir, tmp_p
 
 def test_an_interrupt_while_a_checkpoint_is_written_waits_for_it(dogs_dir, tmp_path, uninterrupted, monkeypatch):
     """Ctrl-C just as an epoch ends (while its checkpoint is written) must not cost that epoch."""
-    from kaggletools import training
+    from kaggletools.steps import train as training
 
     write = training.Checkpoints.__call__
 
@@ -118,7 +121,7 @@ def test_an_interrupt_while_a_checkpoint_is_written_waits_for_it(dogs_dir, tmp_p
 
 
 def test_a_run_stopped_in_its_first_epoch_resumes_from_the_start(dogs_dir, tmp_path, uninterrupted, monkeypatch):
-    from kaggletools.train import Learner
+    from kaggletools.fit.learner import Learner
 
     epoch = Learner._epoch
 
@@ -148,7 +151,7 @@ def test_resume_keeps_the_recorded_split_when_the_data_folder_changed(dogs_dir, 
     change); a split.csv naming items the folder lacks is refused."""
     import shutil
 
-    from kaggletools import training
+    from kaggletools.steps import train as training
 
     data_dir = tmp_path / "data"
     shutil.copytree(dogs_dir, data_dir)

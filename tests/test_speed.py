@@ -16,8 +16,14 @@ import torch
 from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
-from kaggletools import cache, competition, data, device, images, loaders, models
-from kaggletools.cli import main as cli
+from kaggletools.data import cache
+from kaggletools.competition import registry as competition
+from kaggletools.data import items as data
+from kaggletools.model import device
+from kaggletools.io import images
+from kaggletools.data import loaders
+from kaggletools.model import network as models
+from kaggletools.cli.app import main as cli
 
 REDUX = "dogs-vs-cats-redux-kernels-edition"
 
@@ -77,7 +83,7 @@ def test_cpu_defaults_follow_the_measurements(monkeypatch):
 
 @pytest.mark.parametrize("train_bn", [False, True])
 def test_train_bn_moves_only_the_frozen_bodys_batchnorm_statistics(dogs_dir, train_bn):
-    from kaggletools.experiment import Experiment
+    from kaggletools.fit.assemble import Experiment
     from kaggletools.options import RunOptions
 
     comp = competition.get(REDUX)
@@ -141,7 +147,7 @@ def _pil(folder, names, side, full: bool = False):
 
 @pytest.mark.parametrize("side", [256, 128])
 def test_device_jpeg_decoder_matches_pil_on_the_cpu(jpegs, side):
-    from kaggletools import gpu_decode
+    from kaggletools.data import gpu_decode
 
     folder, plain, special = jpegs
     names = plain + list(special)
@@ -178,7 +184,7 @@ def test_device_jpeg_decoder_sends_truncated_files_to_pil_which_refuses_them(jpe
     folder, plain, _ = jpegs
     data = (folder / plain[0]).read_bytes()
     (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
-    from kaggletools import gpu_decode
+    from kaggletools.data import gpu_decode
 
     assert gpu_decode.probe(folder / "cut.jpg", 10 ** 9)[2] == "no end-of-image marker"
     assert gpu_decode.probe(folder / plain[0], 100)[2] == "over the pixel limit"
@@ -191,7 +197,7 @@ def test_device_jpeg_decoder_sends_truncated_files_to_pil_which_refuses_them(jpe
 def test_without_a_working_device_decoder_pil_decodes_everything(jpegs, monkeypatch):
     import torchvision.io
 
-    from kaggletools import gpu_decode
+    from kaggletools.data import gpu_decode
 
     folder, plain, _ = jpegs
     calls = []
@@ -228,7 +234,7 @@ def test_cache_built_by_the_device_decoder_has_the_pil_caches_file_and_format(do
 
 
 def test_load_items_decodes_on_the_gpu_when_training_on_cuda(dogs_dir, tmp_path, monkeypatch):
-    from kaggletools import gpu_decode
+    from kaggletools.data import gpu_decode
 
     comp = competition.get(REDUX)
     assert cache.decoder_device(comp, "cuda") == torch.device("cuda")
@@ -254,7 +260,7 @@ def test_load_items_decodes_on_the_gpu_when_training_on_cuda(dogs_dir, tmp_path,
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_nvjpeg_decoder_matches_pil(jpegs):
-    from kaggletools import gpu_decode
+    from kaggletools.data import gpu_decode
 
     folder, plain, special = jpegs
     side = 128

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from kaggletools import api
-from kaggletools.cli import main as cli
-from kaggletools.submission import SubmissionError
+from kaggletools.cli.app import main as cli
+from kaggletools.score.submission import SubmissionError
 
 SAMPLES = ["dogs-vs-cats-redux-kernels-edition", "dogs-vs-cats", "planet-understanding-the-amazon-from-space",
            "statoil-iceberg-classifier-challenge"]

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kaggletools import stratify, tasks
+from kaggletools.data import split as stratify
+from kaggletools.competition import tasks
 from kaggletools.errors import CompetitionError
 
 SPECIES = [f"species {i}" for i in range(12)]
@@ -99,8 +100,8 @@ def test_multilabel_thresholds_are_tuned_for_the_competitions_own_metric():
     F1, not for the base's F2 (which, favouring recall, wants lower thresholds)."""
     from sklearn.metrics import f1_score
 
-    from kaggletools import multilabel
-    from kaggletools.bases import MultiLabelTags
+    from kaggletools.competition import tags as multilabel
+    from kaggletools.competition.bases import MultiLabelTags
 
     y_check = np.array([[1, 0], [1, 1], [0, 1]])
     d_check = np.array([[1, 1], [0, 1], [0, 1]])
@@ -137,7 +138,7 @@ def test_multilabel_thresholds_are_tuned_for_the_competitions_own_metric():
 
 
 def test_a_label_file_naming_a_column_twice_is_refused(tmp_path):
-    from kaggletools import layouts, multilabel
+    from kaggletools.competition import layouts
 
     (tmp_path / "train").mkdir()
     (tmp_path / "train.csv").write_text("id,has_cactus,has_cactus\na.jpg,1,0\n")
@@ -145,7 +146,7 @@ def test_a_label_file_naming_a_column_twice_is_refused(tmp_path):
         layouts.labelled_by_csv(tmp_path, "train.csv", "train", "id", "has_cactus")
     (tmp_path / "tags.csv").write_text("\ufeffimage_name,tags,tags\nx,a b,c\n")
     with pytest.raises(CompetitionError, match=r"names \['tags'\] more than once"):
-        multilabel.read_labels(tmp_path / "tags.csv", ("a", "b", "c"), "image_name")
+        layouts.read_labels(tmp_path / "tags.csv", ("a", "b", "c"), "image_name")
 
 
 def test_an_interrupt_wrapped_by_a_library_is_still_an_interrupt():

@@ -1,0 +1,119 @@
+"""The registry of competitions: `register` (a decorator), `get` (by slug or alias), `names`,
+`aliases`, `default`, and discovery of the built-in modules and of plugins (the entry-point group
+`kaggletools.competitions`), in the manner of timm's model registry."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import warnings
+from typing import Callable
+
+import kaggletools.competition.tasks as tasks
+from kaggletools.competition.interface import KINDS, Competition
+from kaggletools.errors import CompetitionError
+from kaggletools.options import Recipe
+
+__all__ = ["register", "get", "names", "aliases", "default", "discover"]
+ENTRY_POINTS = "kaggletools.competitions"
+
+
+_REGISTRY: dict[str, Callable[[], Competition]] = {}
+_ALIASES: dict[str, str] = {}
+_DEFAULT: list[str] = []
+_DISCOVERED = False
+
+
+def register(slug: str, *aliases: str, default: bool = False):
+    """Decorator for a zero-argument factory (or class) that makes the competition `slug`;
+    `default`: the one `kaggletools demo` runs when none is named."""
+
+    def decorate(factory):
+        _REGISTRY[slug] = factory
+        for alias in aliases:
+            _ALIASES[alias] = slug
+        if default:
+            _DEFAULT.append(slug)
+        return factory
+
+    return decorate
+
+
+def default() -> str:
+    """The slug registered as the default (the first one), else the first in sorted order."""
+    discover()
+    return _DEFAULT[0] if _DEFAULT else names()[0]
+
+
+def discover(force: bool = False) -> None:
+    """Import the built-in competition modules and the entry points of the group
+    `kaggletools.competitions` once, so each registers itself. A plugin that fails to load is
+    reported as a warning and skipped."""
+    global _DISCOVERED
+    if _DISCOVERED and not force:
+        return
+    from importlib.metadata import entry_points
+
+    from kaggletools import competitions
+
+    for module in pkgutil.iter_modules(competitions.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"kaggletools.competitions.{module.name}")
+    for entry in entry_points(group=ENTRY_POINTS):
+        try:
+            entry.load()
+        except Exception as e:  # a broken plugin must not break the others
+            warnings.warn(f"competition plugin {entry.name!r} ({entry.value}) failed to load: "
+                          f"{type(e).__name__}: {e}", stacklevel=2)
+    _DISCOVERED = True
+
+
+def names() -> list[str]:
+    """Registered competition slugs, sorted."""
+    discover()
+    return sorted(_REGISTRY)
+
+
+def aliases() -> dict[str, str]:
+    discover()
+    return dict(_ALIASES)
+
+
+def get(name: "str | Competition") -> Competition:
+    """The competition registered as `name` (a slug or alias), checked; unknown names get the
+    closest matches and the list of valid ones."""
+    if isinstance(name, Competition):
+        return name
+    discover()
+    slug = _ALIASES.get(name, name)
+    if slug not in _REGISTRY:
+        import difflib
+
+        valid = sorted(_REGISTRY) + sorted(_ALIASES)
+        close = difflib.get_close_matches(str(name), valid, 3, 0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise CompetitionError(f"unknown competition {name!r}; {hint}registered: {', '.join(valid)}")
+    competition = _REGISTRY[slug]()
+    competition.slug = slug
+    _check(competition)
+    return competition
+
+
+def describe(comp: Competition) -> dict:
+    """What `kaggletools competitions` lists of one competition."""
+    return {"slug": comp.slug, "aliases": sorted(a for a, s in aliases().items() if s == comp.slug),
+            "title": comp.title, "task": comp.task.name, "kind": comp.kind, "classes": list(comp.classes),
+            "metric": comp.metric_name, "greater_is_better": comp.greater_is_better, "files": list(comp.files)}
+
+
+def _check(comp: Competition) -> None:
+    """A competition's declarations, checked once when it is made (errors name its class)."""
+    where = f"{type(comp).__module__}.{type(comp).__name__}"
+    try:
+        comp.task = tasks.resolve(comp.task)
+        comp.task.check_classes(tuple(comp.classes))
+    except CompetitionError as e:
+        raise CompetitionError(f"{where}: {e}") from None
+    if comp.kind not in KINDS:
+        raise CompetitionError(f"{where}: kind {comp.kind!r} is not one of {', '.join(KINDS)}")
+    if not isinstance(comp.recipe, Recipe):
+        raise CompetitionError(f"{where}: recipe must be a kaggletools.options.Recipe")

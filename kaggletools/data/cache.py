@@ -1,0 +1,164 @@
+"""Decode once: every item decoded, squared to a side and stored in one memory-mapped array.
+
+Epochs, TTA and prediction read the cache instead of decoding JPEGs again. The cache is keyed
+by the competition, the item sources (path, size, modification time), the side and the item
+kind, so a changed source or side rebuilds it. It is written to a temporary file and renamed,
+so an interrupted build leaves nothing that a later run could mistake for a finished cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from kaggletools import progress as bars
+from kaggletools.io import images
+from kaggletools.io.places import cache_root  # noqa: F401 (cache.cache_root: where the cache lives)
+
+CACHE_VERSION = 2
+
+
+def cache_key(competition, data_dir: Path, sources: pd.Series, side: int) -> str:
+    """A digest of everything that changes the cached pixels."""
+    h = hashlib.sha256()
+    h.update(f"{CACHE_VERSION}|{competition.slug}|{competition.kind}|{side}|{Path(data_dir).resolve()}".encode())
+    for source in sources:
+        path = Path(data_dir) / str(source)
+        try:
+            st = path.stat()
+            h.update(f"|{source}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(f"|{source}".encode())  # array items: the source is an index, not a file
+    return h.hexdigest()[:20]
+
+
+def load_items(competition, data_dir: Path, items: pd.DataFrame, side: int, *,
+               workers: int | None = None, progress: bool = True, desc: str = "decode",
+               device=None, decoder: str = "auto") -> np.ndarray:
+    """The (N, side, side, C) array of `items`, from the cache or decoded once into it.
+
+    Images are stored as uint8 squares of `side`; array items (kind 'array') as float32 at their
+    own size. The result is a read-only memory map.
+
+    `device` is the training device (a torch.device or its name; '' or 'auto' for the best
+    available, None for none). `decoder`: 'auto' decodes JPEGs on that device when it is a CUDA
+    GPU (nvjpeg, kaggletools.data.gpu_decode) and everything else with PIL on `workers` threads;
+    'pil' always uses PIL; 'torchvision' uses torchvision's decoder on `device` (the CPU when
+    None), the GPU path's code on any device. Same file, key and format whichever decodes.
+    """
+    data_dir = Path(data_dir)
+    key = cache_key(competition, data_dir, items["source"], side)
+    path = cache_root() / f"{competition.slug}-{side}-{key}.npy"
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent)
+
+    sources = list(items["source"])
+    workers = workers or min(8, os.cpu_count() or 1)
+    jpeg_device = decoder_device(competition, device, decoder)
+    partial = path.with_suffix(f".partial-{os.getpid()}.npy")
+    built: dict = {"decoder": "pil"}
+    try:
+        with bars.bar(total=len(sources), desc=desc, unit="img", enabled=progress) as bar:
+            if jpeg_device is not None:
+                out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
+                                                shape=(len(sources), side, side, 3))
+                built = _fill_on_device(out, competition, data_dir, sources, side, jpeg_device, workers, bar)
+            else:
+                out = _fill_with_pil(partial, competition, data_dir, sources, side, workers, bar)
+        out.flush()
+        del out
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _write_meta(path, competition, data_dir, side, len(sources), built)
+    return np.load(path, mmap_mode="r")
+
+
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete partial caches left by processes that no longer run (a killed decode)."""
+    removed = []
+    for partial in Path(root).glob("*.partial-*.npy"):
+        pid = partial.name.rsplit(".partial-", 1)[-1].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def decoder_device(competition, device=None, decoder: str = "auto"):
+    """The torch.device JPEGs are decoded on, or None for PIL (see load_items)."""
+    if decoder not in ("auto", "pil", "torchvision"):
+        raise ValueError(f"decoder {decoder!r} is not one of auto, pil, torchvision")
+    if decoder == "pil" or competition.kind != "image" or not _default_loader(competition):
+        return None
+    import torch
+
+    if device in ("", "auto"):
+        from kaggletools.model.device import pick
+
+        device = pick()
+    device = torch.device(device) if device is not None else None
+    if decoder == "torchvision":
+        return device or torch.device("cpu")
+    return device if device is not None and device.type == "cuda" else None
+
+
+def _default_loader(competition) -> bool:
+    """Whether the competition decodes its items with the default image loader (files as they are)."""
+    return not getattr(competition, "custom_load", True)
+
+
+def _fill_with_pil(partial: Path, competition, data_dir: Path, sources: list, side: int, workers: int, bar):
+    first = decode(competition, data_dir, sources[0], side)
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=first.dtype, shape=(len(sources), *first.shape))
+
+    def work(i: int) -> None:
+        out[i] = first if i == 0 else decode(competition, data_dir, sources[i], side)
+
+    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
+        for _ in pool.map(work, range(len(sources))):
+            bar.update(1)
+    return out
+
+
+def _fill_on_device(out: np.ndarray, competition, data_dir: Path, sources: list, side: int, device,
+                    workers: int, bar) -> dict:
+    from kaggletools.data import gpu_decode
+
+    counts = gpu_decode.fill(out, [data_dir / str(s) for s in sources], side, device,
+                             lambda i: decode(competition, data_dir, sources[i], side), workers=workers,
+                             on_done=bar.update)
+    return {"decoder": f"torchvision.io.decode_jpeg on {device}", **counts.to_dict()}
+
+
+def decode(competition, data_dir: Path, source, side: int) -> np.ndarray:
+    """One item as the cache stores it: an image squared to `side` (uint8), or a float32 array."""
+    item = competition.load(source, data_dir, side)
+    if competition.kind == "image":
+        if item.ndim != 3 or item.shape[2] != 3:
+            raise images.ImageError(f"{data_dir / str(source)}: expected an RGB image, got shape {item.shape}")
+        return images.square(item, side)
+    return np.asarray(item, dtype=np.float32)
+
+
+def _write_meta(path: Path, competition, data_dir: Path, side: int, n: int, built: dict | None = None) -> None:
+    meta = {"competition": competition.slug, "data_dir": str(Path(data_dir).resolve()), "side": side,
+            "items": n, "version": CACHE_VERSION, **(built or {})}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))

@@ -1,0 +1,1 @@
+"""Kaggle through its official client: credentials, the client made safe, competition verbs, downloads."""

@@ -1,0 +1,91 @@
+"""A backbone's body (torchvision or timm, see kaggletools.model.backbones) with a new head, freezing, and
+parameter groups for discriminative learning rates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kaggletools.model.backbones import (  # noqa: F401  (re-exported: callers use models.X)
+    IMAGENET_MEAN, IMAGENET_STD, OFFLINE_WEIGHTS, BackboneInfo, BackboneSpec, ModelError, backbones, build,
+    install_offline_weights, offline_weights_cached, pick_weights, resolve)
+
+
+class Net(nn.Module):
+    """A pretrained body (its classifier removed) and a new head; extra per-item numbers
+    (such as the iceberg's incidence angle) can join the pooled features."""
+
+    def __init__(self, body: nn.Module, n_features: int, n_out: int, n_extra: int = 0, hidden: int = 512):
+        super().__init__()
+        self.body = body
+        self.n_extra = n_extra
+        self.head = nn.Sequential(
+            nn.BatchNorm1d(n_features + n_extra), nn.Dropout(0.25), nn.Linear(n_features + n_extra, hidden),
+            nn.ReLU(inplace=True), nn.BatchNorm1d(hidden), nn.Dropout(0.5), nn.Linear(hidden, n_out))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).flatten(1).float()
+
+    def classify(self, features: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_extra:
+            features = torch.cat([features, extra.to(features.dtype)], 1)
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classify(self.features(x), extra)
+
+
+def create(backbone: str, n_out: int, pretrained: bool = True, n_extra: int = 0,
+           weights_path: str | Path | None = None) -> tuple[Net, BackboneInfo]:
+    """A Net on `backbone` (a torchvision or timm name, see backbones.resolve) with a new head.
+
+    Weights: the file `weights_path` when given, else the library's pretrained weights when
+    `pretrained`, else random. Raises ModelError (one line) for unknown names and unusable weights.
+    """
+    body, info = build(backbone, pretrained, weights_path)
+    return Net(body, info.n_features, n_out, n_extra), info
+
+
+def freeze(model: Net) -> None:
+    """Train the head only; the body runs in eval mode (its batch-norm statistics stay fixed)."""
+    model.body.requires_grad_(False)
+
+
+def unfreeze(model: Net) -> None:
+    model.body.requires_grad_(True)
+
+
+def param_groups(model: Net, lr: float, lr_mult: float) -> list[dict]:
+    """Three groups, early body / late body / head, with rates spread geometrically from
+    lr / lr_mult to lr (fastai's `slice(lr / lr_mult, lr)`)."""
+    early, late = body_halves(model.body)
+    groups = [early, late, list(model.head.parameters())]
+    rates = [lr / lr_mult, lr / lr_mult ** 0.5, lr]
+    return [{"params": params, "lr": rate} for params, rate in zip(groups, rates) if params]
+
+
+def body_halves(body: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The body's parameters split in two, early and late, each in network order.
+
+    timm bodies split by stage: timm's coarse group matcher gives stem, stages (and neck) in order,
+    and the first half of those groups (rounded up: resnets' stem, layer1, layer2) is early.
+    Other bodies split at half their parameter tensors.
+    """
+    named = list(body.named_parameters())
+    matcher = getattr(body, "group_matcher", None)
+    if callable(matcher):
+        from timm.models import group_parameters
+
+        try:
+            stages = [names for names in group_parameters(body, matcher(coarse=True)).values() if names]
+        except NotImplementedError:
+            stages = []
+        if len(stages) >= 2:
+            cut = (len(stages) + 1) // 2
+            early = {n for names in stages[:cut] for n in names}
+            late = [p for n, p in named if n not in early]  # the rest, unmatched parameters included
+            return [p for n, p in named if n in early], late
+    params = [p for _, p in named]
+    half = len(params) // 2
+    return params[:half], params[half:]

@@ -1,0 +1,1 @@
+"""Scoring: metrics, submission files (validate, read, write), honest cross-fitted post-processing, grading against answers."""

@@ -1,0 +1,139 @@
+"""Blends: the test probabilities of several finished runs of one competition averaged (with
+weights), post-processing tuned on their validation predictions, a validated submission.
+
+Validation predictions combine in one of two ways:
+- runs that validated the same items (one split, several backbones): their predictions on the
+  items they all share are averaged with the same weights;
+- runs that validated disjoint items (the folds of a cross-validation): each item keeps the
+  prediction of the run that held it out (out-of-fold).
+Either way post-processing is tuned on the result and scored honestly (kaggletools.score.validation).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from kaggletools import progress
+from kaggletools.steps import predict as inference
+from kaggletools.runs import folder as runs
+from kaggletools.score import validation
+from kaggletools.errors import RunError
+
+
+def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir: Path | None = None,
+          folder: Path | None = None, out: Path | None = None, overwrite: bool = False, show: bool = True) -> dict:
+    """Write `folder` (a run-like folder: blend.json, report.json, test and validation predictions)
+    and the submission `out`; return the report."""
+    saved = [inference.SavedRun.load(r) for r in run_dirs]
+    comp = saved[0].competition
+    others = {s.competition.slug for s in saved} - {comp.slug}
+    if others:
+        raise RunError(f"runs of different competitions cannot be blended: {comp.slug} and {sorted(others)}")
+    w = np.ones(len(saved)) if weights is None else np.asarray(weights, np.float64)
+    if len(w) != len(saved) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise RunError(f"give one finite, non-negative weight per run ({len(saved)} runs), not all zero; "
+                       f"got {weights}")
+    w = w / w.sum()
+    data_dir = Path(data_dir or saved[0].data_dir)
+    if out:
+        inference.refuse_existing(Path(out), overwrite)
+
+    has_test = _has_test_items(comp, data_dir)
+    if has_test:
+        ids, test = _test_probabilities(saved, data_dir, show)
+        mean = np.tensordot(w, np.stack(test), 1)
+    ids_valid, y, probs, how = _validation(saved, w)
+    post = comp.fit_post(y, probs) if len(y) else saved[0].meta.get("post", {})
+    report = {"runs": [str(s.run.path) for s in saved], "weights": w.tolist(), "validation": how,
+              "n_valid": int(len(y)), "post": post}
+    if len(y):
+        report["scores"] = {comp.metric_name: comp.metric(y, probs), "error_rate": comp.task.error_rate(y, probs)}
+        report["with_post"] = validation.cross_fitted(comp, y, probs)
+    folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
+    folder.mkdir(parents=True, exist_ok=True)  # only now: a refused blend leaves no folder
+    run = runs.Run(folder)
+    out = Path(out) if out else Path("submissions") / f"{comp.slug}-{folder.name}.csv"
+    inference.refuse_existing(out, overwrite)
+    run.save_json("config.json", {"competition": comp.slug, "data_dir": str(data_dir.resolve()), "blend": report})
+    if has_test:
+        run.save_table("test_predictions.csv", inference.probability_table(comp, ids, mean))
+    if len(y):
+        run.save_table("valid_predictions.csv", validation.prediction_table(comp, ids_valid, y, probs, probs))
+    report["submission"] = str(inference.write_submission(comp, ids, mean, post, data_dir, out, overwrite)) \
+        if has_test else None
+    if not has_test:
+        report["note"] = f"{data_dir}: no test items, so no submission (validation scores only)"
+    run.save_json("report.json", report)
+    if show and len(y):
+        progress.write(f"blend of {len(saved)} runs, {how} validation on {len(y)} items: {comp.metric_name} "
+                       f"{report['scores'][comp.metric_name]:.4f}; with post-processing (cross-fitted) "
+                       f"{report['with_post']}")
+    return {"folder": str(folder), **report}
+
+
+def _has_test_items(comp, data_dir: Path) -> bool:
+    """False only when the data folder holds no test items at all (e.g. a partial download of the
+    training images): the blend then scores its validation predictions and writes no submission."""
+    from kaggletools.errors import CompetitionError
+
+    try:
+        return len(comp.items(data_dir, "test")) > 0
+    except CompetitionError:
+        return True  # let the test step raise its own error
+
+
+def _test_probabilities(saved, data_dir: Path, show: bool) -> tuple[list, list[np.ndarray]]:
+    """Each run's test probabilities, in one id order; runs must cover the same test ids."""
+    tables = []
+    for s in saved:
+        file = s.run.file("test_predictions.csv")
+        if file.is_file() and Path(s.data_dir).resolve() == data_dir.resolve():
+            tables.append(s.run.load_table("test_predictions.csv", ("id",), dtype={"id": str}))
+        else:
+            items, probs = inference.test_probabilities(s, data_dir, show=show)
+            tables.append(inference.probability_table(s.competition, items["id"].astype(str), probs))
+    for s, t in zip(saved, tables):
+        if t["id"].astype(str).duplicated().any():
+            raise RunError(f"{s.run.file('test_predictions.csv')} lists a test id twice; the run folder was edited "
+                           f"or damaged: predict again with `kaggletools predict {s.run.path}`")
+    ids = tables[0]["id"].astype(str)
+    for s, t in zip(saved[1:], tables[1:]):
+        if set(t["id"].astype(str)) != set(ids):
+            raise RunError(f"{s.run.path} predicted other test ids than {saved[0].run.path}; predict both on the "
+                           "same data folder (--data)")
+    comp = saved[0].competition
+    out = []
+    for s, t in zip(saved, tables):
+        with runs.damaged(s.run.file("test_predictions.csv")):
+            out.append(inference.read_probability_table(comp, t.set_index(t["id"].astype(str)).loc[ids]))
+    return list(ids), out
+
+
+class Validation(NamedTuple):
+    ids: list
+    y: np.ndarray
+    probs: np.ndarray
+    how: str
+
+
+def _validation(saved, w: np.ndarray) -> Validation:
+    """The blend's validation items, targets and probabilities, and how they combine (the docstring above)."""
+    comp = saved[0].competition
+    none = ([], np.zeros((0, comp.n_outputs)), np.zeros((0, comp.n_outputs)))
+    tables = [s.run.load_table("valid_predictions.csv", ("id",), dtype={"id": str})
+              for s in saved if s.run.file("valid_predictions.csv").is_file()]
+    if len(tables) != len(saved):
+        return Validation(*none, "none (a run has no validation items)")
+    common = set.intersection(*(set(t["id"]) for t in tables))
+    if common:
+        keep = sorted(common)
+        parts = [validation.read_prediction_table(comp, t.set_index("id").loc[keep].reset_index()) for t in tables]
+        return Validation(keep, parts[0][0], np.tensordot(w, np.stack([p for _, p in parts]), 1), "shared")
+    pooled = pd.concat(tables, ignore_index=True)
+    if pooled["id"].duplicated().any():
+        return Validation(*none, "none (validation items overlap partly)")
+    y, p = validation.read_prediction_table(comp, pooled)
+    return Validation(list(pooled["id"]), y, p, "out-of-fold")
