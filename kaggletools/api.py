@@ -231,9 +231,9 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
 
 def runs(name: str | None = None, runs_dir: Path = Path("runs")) -> pd.DataFrame:
     """Past runs: backbone, size, epochs, scores plain and with TTA, time, status; best first."""
-    from kaggletools.runs import folder as run_folders
+    from kaggletools.runs import listing
 
-    return run_folders.table(Path(runs_dir), name)
+    return listing.table(Path(runs_dir), name)
 
 
 def validate(name: str | Competition, csv: Path, data_dir: Path | None = None) -> None:

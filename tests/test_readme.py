@@ -27,7 +27,7 @@ def test_the_readme_example_competitions_run_the_whole_loop(tmp_path, heading, m
     listed = subprocess.run([sys.executable, "-m", "kaggletools", "competitions"], capture_output=True, text=True,
                             env=env)
     assert slug in listed.stdout, listed.stderr
-    quick = f"from kaggletools import demo; demo.main({alias!r}, 'demo', progress=False, n_train=120, n_test=40)"
+    quick = f"from kaggletools.steps import demo; demo.main({alias!r}, 'demo', progress=False, n_train=120, n_test=40)"
     demo = subprocess.run([sys.executable, "-c", quick], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "validated" in demo.stdout and "beaten" in demo.stdout and "NOT beaten" not in demo.stdout, demo.stdout
