@@ -72,3 +72,13 @@ def test_every_room_is_a_package_with_a_docstring():
 def test_no_file_is_much_over_400_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in MODULES if (n := len(p.read_text().splitlines())) > 420}
     assert not long, long
+
+
+def test_every_room_is_in_the_installed_package():
+    """pyproject.toml lists the packages by hand (the competition modules install from another
+    folder): a room missing there would be absent after `pip install .`."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    rooms = {f"kaggletools.{p.parent.name}" for p in PACKAGE.glob("*/__init__.py")}
+    assert rooms <= listed, sorted(rooms - listed)
