@@ -129,15 +129,20 @@ def check(name: str, data_dir: Path, **overrides) -> dict:
     return dryrun.check(comp, Path(data_dir), recipe, run_options)
 
 
-def lr_find(name: str, data_dir: Path, out: Path | None = None, **overrides):
-    """The LR finder on the frozen model; saves its plot; returns the result (with `plot_path`)."""
+def lr_find(name: str, data_dir: Path, out: Path | None = None, suggest: str = "valley", **overrides):
+    """The LR finder on the frozen model; saves its plot with the suggestions marked; returns the
+    result (`suggestions`: method -> (lr, loss), the first one is `suggestion`; `plot_path`).
+    `suggest`: comma-separated methods of fastai's, valley (default), steep, minimum, slide."""
+    from kaggletools.fit.lr_finder import parse_methods
+
+    methods = parse_methods(suggest)
     comp, recipe, run_options = settings(name, overrides)
     backbone_names.check_all(recipe, run_options)
     from kaggletools.model import device
     from kaggletools.fit.assemble import Experiment
 
     learner, _ = Experiment.from_folder(comp, data_dir, recipe, run_options).learner(device.pick(run_options.device))
-    result = learner.lr_find()
+    result = learner.lr_find(methods=methods)
     result.plot(Path(out or f"lr_find-{comp.slug}.png"))
     return result
 

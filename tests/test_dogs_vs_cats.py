@@ -113,8 +113,9 @@ def test_cross_validation_blends_its_folds(dogs_dir, tmp_path):
 
 
 def test_lr_finder_suggests_a_rate_and_saves_a_plot(dogs_dir, tmp_path):
-    result = api.lr_find(REDUX, dogs_dir, out=tmp_path / "lr.png", progress=False, **FAST)
-    assert 1e-7 < result.suggestion < 10 and 1e-8 < result.minimum < 1
+    result = api.lr_find(REDUX, dogs_dir, out=tmp_path / "lr.png", suggest="valley,minimum", progress=False, **FAST)
+    assert list(result.suggestions) == ["valley", "minimum"]
+    assert 1e-7 < result.suggestion < 10 and 1e-8 < result.suggestions["minimum"][0] < 1
     assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -75,6 +75,8 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s = verb("lr-find", "learning-rate finder on the frozen model; saves a PNG plot")
     s.set_defaults(names=cli_flags.recipe_and_options(s, recipe, LIGHT_OPTIONS))
     s.add_argument("--out", type=Path, help="plot file (default lr_find-<slug>.png)")
+    s.add_argument("--suggest", default="valley", metavar="METHODS",
+                   help="fastai's suggestions, comma-separated: valley (default), steep, minimum, slide")
     s = verb("train", "train and validate; writes a run folder")
     s.set_defaults(names=cli_flags.recipe_and_options(s, recipe))
     s.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last checkpoint")

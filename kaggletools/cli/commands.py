@@ -83,9 +83,8 @@ def check(a, name) -> None:
 
 
 def lr_find(a, name) -> None:
-    result = api.lr_find(name, _data(a, name), a.out, **_overrides(a))
-    print(f"suggested lr {result.suggestion:.2e} (steepest), {result.minimum:.2e} (minimum/10); "
-          f"plot: {result.plot_path}")
+    result = api.lr_find(name, _data(a, name), a.out, suggest=a.suggest, **_overrides(a))
+    print(f"suggested lr {result.text()}; plot: {result.plot_path}")
 
 
 def train(a, name=None) -> None:

@@ -335,9 +335,11 @@ class Learner:
         return Position(int(state["position"]["phase"]), int(state["position"]["done"]))
 
     # -- the LR finder ---------------------------------------------------------------------------
-    def lr_find(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, beta: float = 0.98):
+    def lr_find(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, beta: float = 0.98,
+                methods=("valley",)):
         """Sweep the head's rate from `start` to `end` over up to `steps` batches of the frozen
-        phase (as fastai's lr_find on a fresh frozen learner); the weights are restored after."""
+        phase (as fastai's lr_find on a fresh frozen learner); the weights are restored after.
+        `methods`: the suggestions wanted (kaggletools.fit.lr_finder.METHODS), the first one to use."""
         from kaggletools.fit.lr_finder import suggest
 
         saved = copy.deepcopy(self.model.state_dict())
@@ -365,7 +367,7 @@ class Learner:
                     break
         finally:
             self.model.load_state_dict(saved)
-        return suggest(lrs, smoothed)
+        return suggest(lrs, smoothed, methods)
 
 
 class HeadOnly(torch.nn.Module):
