@@ -80,6 +80,9 @@ class Recipe(_Options):
     weight_decay: float = option(0.01, "AdamW weight decay")
     batch_size: int = option(64, "images per batch")
     valid_frac: float = option(0.2, "held-out fraction (0: train on every labelled item, see --post-from)")
+    group_by: str = option("", "a column of the train item table (e.g. subject) whose groups never straddle a "
+                               "split, fold or honest half (default: the competition's; none: no groups)",
+                           metavar="COLUMN")
     min_scale: float = option(0.35, "random-resized crop: smallest fraction of the area kept (1: no crop)")
     flip: bool = option(True, "random horizontal flips in training")
     dihedral: bool = option(False, "random 90-degree rotations and vertical flips (no up or down)")

@@ -41,6 +41,7 @@ class Competition(abc.ABC):
     id_column: str = "id"                 # the submission's id column
     metric_name: str = "metric"
     greater_is_better: bool = True
+    group_column: str = ""                # a train item column (e.g. a driver): no group straddles a split
     recipe: Recipe = Recipe()
     demo: dict = {}                       # recipe overrides for `kaggletools demo` on the fixture
 
