@@ -68,9 +68,10 @@ def test_the_module_imports_neither_torch_nor_sklearn(slug):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"importing {module} imports {out}: import them inside the functions that use them"
 
-def test_unknown_competition_names_the_closest_and_the_valid_ones():
-    with pytest.raises(CompetitionError, match="did you mean dogs-vs-cats.*registered: .*planet"):
+def test_unknown_competition_names_the_three_closest_only():
+    with pytest.raises(CompetitionError, match="closest: dogs-vs-cats, .*kaggletools competitions") as e:
         competition.get("dogs-vs-cat")
+    assert str(e.value).split("closest: ")[1].split(" (")[0].count(",") == 2 and "planet" not in str(e.value)
 
 
 def test_prepare_is_idempotent(prepared):

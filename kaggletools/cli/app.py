@@ -29,10 +29,39 @@ def _version() -> str:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (the verb's -h shows the rest)."""
+    """argparse, with a usage error as one line: a misspelt flag gets the verb's closest flags, and
+    the pointer goes to the verb's -h."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see `{self.prog} -h`)\n")
+        verb = self._verb()
+        hint = _closest_flags(message, verb) if verb is not None else ""
+        self.exit(2, f"error: {message}{hint} (see `{(verb or self).prog} -h`)\n")
+
+    def _verb(self):
+        """The subparser of the verb on the command line, if this parser has verbs and one was given."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return next((action.choices[a] for a in getattr(self, "_argv", []) if a in action.choices), None)
+        return None
+
+
+def _closest_flags(message: str, verb: argparse.ArgumentParser) -> str:
+    """'; did you mean --epochs?' for each unknown flag in an 'unrecognized arguments' message."""
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    import difflib
+
+    known = [s for action in verb._actions for s in action.option_strings if s.startswith("--")]
+    hints = []
+    for token in message.split(":", 1)[1].split():
+        close = difflib.get_close_matches(token.split("=")[0], known, 3, 0.6) if token.startswith("-") else []
+        if close:
+            hints.append(f"{token.split('=')[0]}: did you mean {' or '.join(close)}?")
+    return "; " + "; ".join(hints) if hints else ""
 
 
 def parser(recipe=None) -> argparse.ArgumentParser:

@@ -161,7 +161,27 @@ def blend(a) -> None:
 
 
 def runs(a) -> None:
-    _print_table(api.runs(a.competition, a.runs), a.csv)
+    table = api.runs(a.competition, a.runs)
+    _print_table(table if a.csv else _readable_runs(table, Path(a.runs)), a.csv)
+
+
+def _readable_runs(table: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Run names below their competition's folder instead of paths, short numbers, `-` where nothing is known."""
+    if table.empty:
+        return table
+    table = table.copy()
+
+    def name(path, slug) -> str:
+        path = Path(path)
+        for base in ([root / slug] if isinstance(slug, str) else []) + [root]:
+            if path.is_relative_to(base):
+                return str(path.relative_to(base))
+        return path.name
+
+    table["run"] = [name(p, s) for p, s in zip(table["run"], table["competition"])]
+    for column, form in (("plain", "{:.4g}"), ("tta", "{:.4g}"), ("seconds", "{:.0f}"), ("size", "{:.0f}")):
+        table[column] = [form.format(v) if isinstance(v, (int, float)) and v == v else v for v in table[column]]
+    return table.astype(object).where(table.notna(), "-")
 
 
 def interpret(a) -> None:

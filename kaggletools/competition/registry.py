@@ -89,9 +89,9 @@ def get(name: "str | Competition") -> Competition:
         import difflib
 
         valid = sorted(_REGISTRY) + sorted(_ALIASES)
-        close = difflib.get_close_matches(str(name), valid, 3, 0.5)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise CompetitionError(f"unknown competition {name!r}; {hint}registered: {', '.join(valid)}")
+        close = difflib.get_close_matches(str(name), valid, 3, 0.0)  # the three closest, however far
+        raise CompetitionError(f"unknown competition {name!r}; closest: {', '.join(close)} "
+                               "(`kaggletools competitions` lists all)")
     competition = _REGISTRY[slug]()
     competition.slug = slug
     _check(competition)

@@ -247,20 +247,12 @@ def _oauth_path() -> Path:
 
 
 def setup_help(searched: list[Path] | None = None) -> str:
+    """The fix, in three short lines (README "Kaggle credentials" has the rest). `searched` is
+    kept for callers; the places looked in are the documented ones."""
     json_path = config_paths()[0]
-    lines = [
-        "Set up Kaggle API credentials in one of these ways:",
-        f"  1. Create an API token at {SETTINGS_URL} (section 'API'), then",
-        "       export KAGGLE_API_TOKEN=<the token>        (or save it in ~/.kaggle/access_token)",
-        f"  2. Or download kaggle.json from {SETTINGS_URL} ('Create Legacy API Key') and put it at",
-        f"       {json_path}   then run:  chmod 600 {json_path}",
-        "     (KAGGLE_CONFIG_DIR selects another folder)",
-        "  3. Or set both KAGGLE_USERNAME and KAGGLE_KEY environment variables.",
-    ]
-    if searched:
-        lines.append("Looked for: KAGGLE_API_TOKEN, KAGGLE_USERNAME + KAGGLE_KEY, "
-                     + ", ".join(str(p) for p in searched))
-    return "\n".join(lines)
+    return "\n".join([f"Create a token at {SETTINGS_URL} (API) and export KAGGLE_API_TOKEN=<token>,",
+                      f"or save kaggle.json as {json_path} (then chmod 600 it),",
+                      "or set KAGGLE_USERNAME and KAGGLE_KEY."])
 
 
 def _is_file(name: str) -> bool:
