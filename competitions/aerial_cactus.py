@@ -22,6 +22,7 @@ from kaggletools.competition.bases import BinaryAUC
 class AerialCactus(BinaryAUC):
     title = "Aerial Cactus Identification"
     classes = ("has_cactus",)                         # the positive class
+    negative_class = "no cactus"
     files = ("train.zip", "test.zip", "train.csv", "sample_submission.csv")
     label_column = "has_cactus"
     recipe = Recipe(backbone="resnet34", size=96, freeze_epochs=2, epochs=3, lr=3e-3, flip=True, dihedral=True,

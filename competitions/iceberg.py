@@ -130,6 +130,7 @@ class AngleStats(NamedTuple):
 class Iceberg(BinaryLogLoss):
     title = "Statoil/C-CORE Iceberg Classifier Challenge"
     classes = ("is_iceberg",)
+    negative_class = "ship"
     label_column = "is_iceberg"
     kind = "array"
     files = ("train.json.7z", "test.json.7z", "sample_submission.csv.7z")

@@ -251,6 +251,8 @@ def test_check_is_a_dry_run_and_typos_fail_before_any_run_folder(dogs_dir, tmp_p
                        runs_dir=tmp_path / "runs")
     assert report["train"] + report["valid"] == 48 and report["output_shape"] == [8, 1]
     assert report["classes"]["dog"]["valid"] > 0 and report["epoch_seconds_estimate"] > 0
+    assert set(report["classes"]) == {"cat", "dog"}  # both classes, by their names
+    assert sum(c["train"] + c["valid"] for c in report["classes"].values()) == 48
     assert not (tmp_path / "runs").exists()
     for typo, said in ((["--tta", "flp"], "invalid choice: 'flp'"), (["--backbone", "resnet35"], "resnet34"),
                        (["--valid-frac", "1.5"], "valid-frac"), (["--fold", "3", "--folds", "2"], "fold 3")):

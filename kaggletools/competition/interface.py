@@ -36,6 +36,7 @@ class Competition(abc.ABC):
     title: str = ""
     task: tasks.Task = tasks.Binary()     # a Task (or its name): what differs between task kinds
     classes: tuple[str, ...] = ()         # output names, one per target column (binary: the positive one)
+    negative_class: str = ""              # binary: what people call the other class (Dogs vs. Cats: "cat")
     kind: str = "image"                   # image: picture files | array: float arrays (see `load`)
     files: tuple[str, ...] = ()           # what the Kaggle API serves (for docs and messages)
     id_column: str = "id"                 # the submission's id column
@@ -70,6 +71,11 @@ class Competition(abc.ABC):
         with learnable labels; return the hidden test answers as a submission-shaped table."""
 
     # -- defaults a competition may override -----------------------------------------------------
+    def class_names(self) -> list[str]:
+        """The classes as plots, tables and `check` name them: binary [negative, positive] (the
+        negative is `negative_class`, else "not <positive>"), otherwise `classes`."""
+        return self.task.names(self.classes, self.negative_class)
+
     def prepare(self, data_dir: Path) -> None:
         """Unpack what was downloaded into `data_dir` (safe, atomic, idempotent)."""
         from kaggletools.unpack import archives

@@ -61,6 +61,14 @@ class Task:
     def _strata_names(self, classes):
         return list(classes)
 
+    def names(self, classes, negative: str = "") -> list[str]:
+        """One name per class people see (a confusion matrix's rows, `check`'s balance)."""
+        return [str(c) for c in classes]
+
+    def class_counts(self, y: np.ndarray) -> np.ndarray:
+        """Items per class of `names`."""
+        return self.counts(y)
+
     def counts(self, y: np.ndarray) -> np.ndarray:
         """Items per class (per output column)."""
         return (np.asarray(y) > 0.5).sum(0)
@@ -141,6 +149,13 @@ class Binary(Task):
 
     def _strata_names(self, classes):
         return [f"not {classes[0]}", classes[0]]
+
+    def names(self, classes, negative: str = "") -> list[str]:
+        return [negative or f"not {classes[0]}", str(classes[0])]
+
+    def class_counts(self, y: np.ndarray) -> np.ndarray:
+        positive = int(self.counts(y)[0])
+        return np.array([len(y) - positive, positive])
 
 
 class MultiClass(Task):

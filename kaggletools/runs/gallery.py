@@ -18,13 +18,14 @@ COLUMNS = 4
 WRAP = 30  # characters per title line
 
 
-def label_text(task: tasks.Task, classes, row) -> str:
-    """What one row of targets (or of 0/1 decisions) says, in words."""
+def label_text(task: tasks.Task, classes, row, negative: str = "") -> str:
+    """What one row of targets (or of 0/1 decisions) says, in words (binary: the positive class
+    or `negative`, the competition's negative_class)."""
     row = np.asarray(row, np.float64)
     if isinstance(task, tasks.MultiClass):
         return str(classes[int(row.argmax())])
     if isinstance(task, tasks.Binary):
-        return str(classes[0]) if row[0] > 0.5 else f"not {classes[0]}"
+        return task.names(classes, negative)[int(row[0] > 0.5)]
     tags = [str(c) for c, v in zip(classes, row) if v > 0.5]
     return " ".join(tags) if tags else "(no tags)"
 

@@ -40,10 +40,8 @@ CURVE_GRID = tuple(float(t) for t in np.round(np.arange(0.02, 0.99, 0.02), 2))
 
 # -- the numbers ---------------------------------------------------------------------------------
 def class_names(comp) -> list[str]:
-    """Names of the rows and columns of a confusion matrix (binary: not X, X)."""
-    if isinstance(comp.task, tasks.Binary):
-        return [f"not {comp.classes[0]}", str(comp.classes[0])]
-    return [str(c) for c in comp.classes]
+    """Names of the rows and columns of a confusion matrix (binary: negative, positive)."""
+    return comp.class_names()
 
 
 def confusion(comp, y: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -131,7 +129,7 @@ def probabilities_plot(comp, y: np.ndarray, probs: np.ndarray, post: dict, path:
     of the post-processing marked. Returns the path and a caption."""
     task, c0 = comp.task, comp.classes[0]
     if isinstance(task, tasks.Binary):
-        words = (f"P({c0}) of items that are {c0}", f"P({c0}) of items that are not")
+        words = (f"P({c0}) of items that are {c0}", f"P({c0}) of items that are {comp.class_names()[0]}")
     elif isinstance(task, tasks.MultiClass):
         words = ("P(actual class)", "P(each other class)")
     else:
@@ -203,8 +201,8 @@ def top_loss_rows(comp, ids, y: np.ndarray, probs: np.ndarray, post: dict, n: in
     decided = _decisions(comp, [ids[i] for i in top], probs[top], post)
     rows = []
     for row, i in zip(decided, top):
-        rows.append({"id": str(ids[i]), "actual": gallery.label_text(comp.task, comp.classes, y[i]),
-                     "predicted": gallery.label_text(comp.task, comp.classes, row),
+        rows.append({"id": str(ids[i]), "actual": gallery.label_text(comp.task, comp.classes, y[i], comp.negative_class),
+                     "predicted": gallery.label_text(comp.task, comp.classes, row, comp.negative_class),
                      "probability": _probability(comp, y[i], probs[i]), "loss": float(losses[i]),
                      "wrong": bool(((row > 0.5) != (y[i] > 0.5)).any())})
     return rows

@@ -29,11 +29,11 @@ def check(comp: Competition, data_dir: Path, recipe: Recipe, options: RunOptions
     exp = Experiment.from_folder(comp, data_dir, recipe, options)
     y = comp.targets(exp.items)
     valid = exp.split.valid
-    counts = comp.task.counts(y)
-    names = list(comp.classes)[: len(counts)]
+    names = comp.class_names()  # binary: both classes, by the names people use
+    train_counts, valid_counts = comp.task.class_counts(y[~valid]), comp.task.class_counts(y[valid])
     report = {"competition": comp.slug, "task": comp.task.name, "train": int((~valid).sum()),
               "valid": int(valid.sum()), "notes": exp.split.notes,
-              "classes": {c: {"train": int(comp.task.counts(y[~valid])[i]), "valid": int(comp.task.counts(y[valid])[i])}
+              "classes": {c: {"train": int(train_counts[i]), "valid": int(valid_counts[i])}
                           for i, c in enumerate(names)}}
     say(f"items: {len(exp.items)} labelled: train {report['train']}, valid {report['valid']}")
     shown = sorted(report["classes"].items(), key=lambda kv: -kv[1]["train"])

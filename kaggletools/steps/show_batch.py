@@ -41,7 +41,7 @@ def augmented_batch(competition, data_dir: Path, recipe, options, n: int = 16) -
 def show_batch(competition, data_dir: Path, recipe, options, out: Path, n: int = 16) -> Path:
     """A grid of the first augmented training inputs with their labels (class names or tags)."""
     pixels, y = augmented_batch(competition, data_dir, recipe, options, n)
-    titles = [label_text(competition.task, competition.classes, row) for row in y]
+    titles = [label_text(competition.task, competition.classes, row, competition.negative_class) for row in y]
     extras = [f"crops from {recipe.min_scale:g} of the area" if recipe.min_scale < 1 else "no crops",
               "flips" if recipe.flip else "", "8 symmetries" if recipe.dihedral else "",
               f"shifts up to {recipe.max_shift:g}" if recipe.max_shift else ""]
