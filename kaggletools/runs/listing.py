@@ -1,0 +1,55 @@
+"""`kaggletools runs`: past runs below a folder as one table, best first within each competition."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+import kaggletools.competition.registry as registry
+from kaggletools.errors import CompetitionError, RunError
+from kaggletools.runs.folder import Run, runs_under
+
+
+def table(root: Path, competition: str | None = None) -> pd.DataFrame:
+    """Past runs below `root` (one competition's, or all): backbone, size, epochs, scores plain and
+    with TTA, seconds, status; finished runs best first within each competition."""
+    wanted = registry.get(competition).slug if competition else None
+    rows = []
+    for run in runs_under(root):
+        try:
+            row = _row(run, registry)
+        except (RunError, CompetitionError, KeyError, TypeError, ValueError, AttributeError) as e:
+            row = {"competition": None, "run": str(run.path), "status": "damaged", "backbone": str(e)[:80]}
+        if wanted and row["competition"] != wanted:
+            continue
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=["competition", "run", "status", "backbone", "size", "epochs", "metric",
+                                     "plain", "tta", "seconds"])
+    if df.empty:
+        return df
+    order = list(df.index[df["competition"].isna()])  # damaged folders first: they need looking at
+    for slug, group in df.groupby("competition", sort=True):
+        higher = registry.get(slug).greater_is_better
+        score = group["tta"].fillna(group["plain"])
+        order += list(group.assign(_done=group["status"] != "finished", _score=-score if higher else score)
+                      .sort_values(["_done", "_score"], na_position="last").index)
+    return df.loc[order].reset_index(drop=True)
+
+
+def _row(run: Run, registry) -> dict:
+    """One run as a row of `table`; damaged files raise."""
+    config = run.load_json("config.json")
+    slug = config.get("competition")
+    recipe, options, status = config.get("recipe", {}), config.get("options", {}), run.status()
+    report = run.load_json("report.json") if run.file("report.json").is_file() else {}
+    metric = registry.get(slug).metric_name if slug else None
+    plain, tta = report.get("plain") or report.get("scores") or {}, report.get("with_tta") or {}
+    return {"competition": slug, "run": str(run.path), "status": status,
+            "backbone": recipe.get("backbone", "blend" if "blend" in config else ""),
+            "size": recipe.get("size"), "epochs": _epochs(recipe, options), "metric": metric,
+            "plain": plain.get(metric), "tta": tta.get(metric), "seconds": report.get("seconds")}
+
+
+def _epochs(recipe: dict, options: dict) -> str:
+    first = options.get("precompute") or recipe.get("freeze_epochs", 0)
+    return f"{first}+{recipe.get('epochs', 0)}"
