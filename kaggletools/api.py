@@ -82,14 +82,18 @@ def leaderboard(name: str, top: int = 20):
 
 
 # -- data -------------------------------------------------------------------------------------------
-def prepare(name: str | Competition, data_dir: Path, add: list[Path] | None = None, quiet: bool = False) -> Path:
+def prepare(name: str | Competition, data_dir: Path, add: list[Path] | None = None, quiet: bool = False,
+            work: Path | None = None) -> Path:
     """Unpack what was downloaded (safe, atomic, idempotent). `add` brings in archives or folders
-    obtained elsewhere (e.g. Planet's images, no longer served by the API)."""
+    obtained elsewhere (e.g. Planet's images, no longer served by the API). A read-only `data_dir`
+    (Kaggle's /kaggle/input/<slug>) is used in place: what it holds packed is unpacked into its
+    mirror under `work` (default kaggletools.io.places.work_root()). Returns the folder to use."""
     from kaggletools import progress
     from kaggletools.io import files as file_tools
+    from kaggletools.steps import workspace
 
     comp = registry.get(name)
-    data_dir = Path(data_dir)
+    data_dir = workspace.writable_folder(Path(data_dir), work)
     if add:
         file_tools.bring(add, data_dir)
     if not data_dir.is_dir():
@@ -147,7 +151,8 @@ def lr_find(name: str, data_dir: Path, out: Path | None = None, suggest: str = "
     return result
 
 
-def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path | None = None, **overrides):
+def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path | None = None,
+          work: Path | None = None, **overrides):
     """Split, fit, validate with TTA, tune post-processing and save a run folder (see README).
     `resume=RUN` continues an interrupted run from its last checkpoint (its own recipe and options;
     `overrides` may change only how it runs: device, progress). Returns the Run (None on ranks
@@ -166,17 +171,21 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
     backbone_names.check_all(recipe, run_options)  # in milliseconds, before torch is even imported
     from kaggletools.steps import train as training
 
-    return training.train(comp, Path(data_dir), recipe, run_options, folder=folder)
+    from kaggletools.steps import workspace
+
+    data_dir = workspace.data_folder(comp, Path(data_dir), work, quiet=not run_options.progress)
+    return training.train(comp, data_dir, recipe, run_options, folder=folder)
 
 
 def predict(run_dir: Path, data_dir: Path | None = None, *, tta: str | None = None, out: Path | None = None,
-            overwrite: bool = False, device: str = "", progress: bool = True) -> Path:
-    """Predict the test set from a finished run folder alone, build the submission, validate it
-    and write it atomically (default `submissions/<slug>-<run>.csv`)."""
+            overwrite: bool = False, device: str = "", progress: bool = True, work: Path | None = None) -> Path:
+    """Predict the test set from a finished run folder alone (it may be read-only), build the
+    submission, validate it and write it atomically (default `submissions/<slug>-<run>.csv`; in a
+    Kaggle notebook /kaggle/working/submission.csv). A read-only data folder: as in `prepare`."""
     from kaggletools.steps import predict as inference
 
     return inference.predict(run_dir, data_dir, tta=tta, out=out, overwrite=overwrite, device=device,
-                             progress=progress, submissions=SUBMISSIONS)
+                             progress=progress, submissions=SUBMISSIONS, work=work)
 
 
 def interpret(run_dir: Path, data_dir: Path | None = None, show: bool = True) -> list[Path]:
@@ -190,7 +199,8 @@ def interpret(run_dir: Path, data_dir: Path | None = None, show: bool = True) ->
     from kaggletools.runs import folder as runs
 
     run = runs.Run.open(run_dir, finished=False)
-    comp = registry.get(run.load_json("config.json")["competition"])
+    with runs.damaged(run.file("config.json")):
+        comp = registry.get(run.load_json("config.json")["competition"])
     written = interpretation.write(run, comp, data_dir=data_dir)
     for note in interpretation.notes(run):
         progress.write(f"note: {note}", show)
@@ -250,7 +260,8 @@ def validate(name: str | Competition, csv: Path, data_dir: Path | None = None) -
 
 
 def run(name: str, data_dir: Path | None = None, *, download_data: bool = False, add: list[Path] | None = None,
-        out: Path | None = None, overwrite: bool = False, submit_message: str | None = None, **overrides) -> dict:
+        out: Path | None = None, overwrite: bool = False, submit_message: str | None = None,
+        work: Path | None = None, **overrides) -> dict:
     """The whole loop: (download), prepare, train, predict with TTA, validated submission, (submit).
     Under torchrun, rank 0 downloads and unpacks while the others wait, all ranks train, and
     rank 0 alone predicts, writes (and submits); the others return {}."""
@@ -267,8 +278,12 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
     if dist.main:
         if download_data:
             download(comp.slug, data_dir, quiet=not run_options.progress)
-        prepare(comp, data_dir, add, quiet=not run_options.progress)
+        data_dir = prepare(comp, data_dir, add, quiet=not run_options.progress, work=work)
     dist.barrier()  # the other ranks read the data only once it is unpacked
+    if not dist.main:
+        from kaggletools.steps import workspace
+
+        data_dir = workspace.writable_folder(data_dir, work)  # where rank 0 unpacked a read-only one
     the_run = training.train(comp, data_dir, recipe, run_options)
     if the_run is None:
         return {}

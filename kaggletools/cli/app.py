@@ -94,6 +94,7 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s = verb("prepare", "unpack downloaded archives in the data folder")
     s.add_argument("--add", type=Path, action="append", metavar="PATH",
                    help="an archive or folder obtained elsewhere to bring into the data folder (repeatable)")
+    _work(s)
     s = verb("sample", "make a small stratified sample as a new data folder")
     s.add_argument("--train", type=int, default=200, help="training items (default 200)")
     s.add_argument("--test", type=int, default=100, help="test items (default 100)")
@@ -109,6 +110,7 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s = verb("train", "train and validate; writes a run folder")
     s.set_defaults(names=cli_flags.recipe_and_options(s, recipe))
     s.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    _work(s)
     s = verb("cv", "k-fold: one run per fold, blended: out-of-fold score, fold-averaged submission")
     s.set_defaults(names=cli_flags.recipe_and_options(s, recipe))
     _out(s)
@@ -118,6 +120,7 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s.add_argument("--data", type=Path, help="data folder (default: the one the run was trained on)")
     s.add_argument("--tta", choices=("none", "flip", "crops", "dihedral"), help="TTA level (default: the run's)")
     s.add_argument("--device", default="", help="cuda, mps or cpu (default: the best available)")
+    _work(s)
     _out(s)
     s = verb("validate", "check a submission file as Kaggle would")
     s.add_argument("csv", type=Path)
@@ -137,6 +140,7 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s.add_argument("--download", action="store_true", help="download from Kaggle first")
     s.add_argument("--add", type=Path, action="append", metavar="PATH", help="an archive or folder to bring in")
     s.add_argument("--submit", metavar="MESSAGE", help="upload the submission with this message")
+    _work(s)
     _out(s)
     s = sub.add_parser("blend", help="average the test predictions of runs into one validated submission",
                        parents=[common])
@@ -164,6 +168,12 @@ def parser(recipe=None) -> argparse.ArgumentParser:
 def _out(s) -> None:
     s.add_argument("--out", type=Path, help="submission file (default submissions/<slug>-<run>.csv)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing submission file")
+
+
+def _work(s) -> None:
+    s.add_argument("--work", type=Path, metavar="DIR",
+                   help="where a read-only data folder (/kaggle/input/<slug>) is unpacked (default: "
+                        "$KAGGLETOOLS_WORK, /kaggle/temp/kaggletools on Kaggle, else <cache>/work)")
 
 
 def _named_recipe(argv: list[str]):

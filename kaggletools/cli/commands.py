@@ -69,7 +69,7 @@ def download(a, name) -> None:
 
 
 def prepare(a, name) -> None:
-    print(api.prepare(name, _data(a, name), a.add, quiet=a.quiet))
+    print(api.prepare(name, _data(a, name), a.add, quiet=a.quiet, work=a.work))
 
 
 def sample(a, name) -> None:
@@ -88,7 +88,7 @@ def lr_find(a, name) -> None:
 
 
 def train(a, name=None) -> None:
-    run = api.train(name, None if a.resume else _data(a, name), resume=a.resume, **(
+    run = api.train(name, None if a.resume else _data(a, name), resume=a.resume, work=a.work, **(
         {k: v for k, v in _overrides(a).items() if k in ("device", "progress")} if a.resume else _overrides(a)))
     if run is not None:
         print(run.path)
@@ -103,7 +103,7 @@ def cv(a, name) -> None:
 
 def predict(a) -> None:
     print(api.predict(a.run, a.data, tta=a.tta, out=a.out, overwrite=a.overwrite, device=a.device,
-                      progress=not a.quiet))
+                      progress=not a.quiet, work=a.work))
 
 
 def validate(a, name) -> None:
@@ -149,7 +149,7 @@ def leaderboard(a, name) -> None:
 
 def run(a, name) -> None:
     result = api.run(name, a.data, download_data=a.download, add=a.add, out=a.out, overwrite=a.overwrite,
-                     submit_message=a.submit, **_overrides(a))
+                     submit_message=a.submit, work=a.work, **_overrides(a))
     if result:
         print(json.dumps(result, indent=2))
 

@@ -21,6 +21,8 @@ from kaggletools.errors import CompetitionError, RunError
 from kaggletools.data.loaders import Normalize
 from kaggletools.options import Recipe
 from kaggletools.fit.tta import Predictor
+from kaggletools.io import places
+from kaggletools.steps import workspace
 
 
 @dataclass
@@ -88,9 +90,9 @@ def _mismatch(model, state_dict: dict) -> tuple[list[str], list[str]]:
 
 
 def test_probabilities(saved: SavedRun, data_dir: Path | None = None, tta: str | None = None, device: str = "",
-                       show: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+                       show: bool = True, table: Path | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The test items and their probabilities (averaged over the TTA views), also saved as the
-    run's test_predictions.csv."""
+    run's test_predictions.csv when the run folder can be written, else as `table` (if given)."""
     comp, r = saved.competition, saved.recipe
     data_dir = Path(data_dir or saved.data_dir)
     items = data.test_items(comp, data_dir)
@@ -101,7 +103,11 @@ def test_probabilities(saved: SavedRun, data_dir: Path | None = None, tta: str |
                                     extra=None if extra is None else np.asarray(extra, np.float32), show=show,
                                     desc="test").tta
     comp.task.check_probs(probs, f"{saved.run.path} test predictions")
-    saved.run.save_table("test_predictions.csv", probability_table(comp, items["id"], probs))
+    predictions = probability_table(comp, items["id"], probs)
+    if places.writable(saved.run.path):
+        saved.run.save_table("test_predictions.csv", predictions)
+    elif table is not None:  # a read-only run folder (a Kaggle dataset): beside the submission
+        submission.write(predictions, Path(table), overwrite=True)
     return items, probs
 
 
@@ -131,14 +137,19 @@ def refuse_existing(out: Path, overwrite: bool) -> None:
 
 def predict(run_dir: Path, data_dir: Path | None = None, *, tta: str | None = None, out: Path | None = None,
             overwrite: bool = False, device: str = "", progress: bool = True,
-            submissions: Path = Path("submissions")) -> Path:
-    """Test predictions from a finished run folder alone, as a validated submission written
-    atomically (default `<submissions>/<slug>-<run>.csv`)."""
+            submissions: Path = Path("submissions"), work: Path | None = None) -> Path:
+    """Test predictions from a finished run folder alone (which may be read-only), as a validated
+    submission written atomically (default `<submissions>/<slug>-<run>.csv`; in a Kaggle notebook
+    /kaggle/working/submission.csv, replaced). A read-only data folder is read through its
+    unpacked mirror under `work` (kaggletools.steps.workspace)."""
     saved = SavedRun.load(run_dir)
+    if out is None and places.default_submission() is not None:  # a Kaggle notebook: the file it submits
+        out, overwrite = places.default_submission(), True
     out = Path(out) if out else Path(submissions) / f"{saved.competition.slug}-{Path(run_dir).name}.csv"
     refuse_existing(out, overwrite)
-    data_dir = Path(data_dir or saved.data_dir)
-    items, probs = test_probabilities(saved, data_dir, tta, device, progress)
+    data_dir = workspace.data_folder(saved.competition, Path(data_dir or saved.data_dir), work, not progress)
+    items, probs = test_probabilities(saved, data_dir, tta, device, progress,
+                                      table=out.with_name(out.stem + ".test_predictions.csv"))
     return write_submission(saved.competition, items["id"], probs, saved.meta["post"], data_dir, out, overwrite)
 
 
