@@ -174,6 +174,10 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
     from kaggletools.steps import workspace
 
     data_dir = workspace.data_folder(comp, Path(data_dir), work, quiet=not run_options.progress)
+    if folder is None:  # a fold of `cv` was checked by cv
+        from kaggletools.steps import preflight
+
+        preflight.check(comp, data_dir, recipe, run_options)
     return training.train(comp, data_dir, recipe, run_options, folder=folder)
 
 
@@ -226,7 +230,11 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
     from kaggletools.steps import blend as blending
     from kaggletools.steps import predict as inference
     from kaggletools.runs import folder as runs
+    from kaggletools.steps import preflight
 
+    if out:
+        inference.refuse_existing(out, overwrite)
+    preflight.check(comp, Path(data_dir), recipe, run_options, predicts=True, out=out, submissions=SUBMISSIONS)
     cv = runs.Run.create(Path(run_options.runs_dir) / comp.slug, f"cv{folds}")
     out = Path(out) if out else SUBMISSIONS / f"{comp.slug}-{cv.path.name}.csv"
     inference.refuse_existing(out, overwrite)
@@ -284,6 +292,10 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
         from kaggletools.steps import workspace
 
         data_dir = workspace.writable_folder(data_dir, work)  # where rank 0 unpacked a read-only one
+    from kaggletools.steps import preflight
+
+    preflight.check(comp, data_dir, recipe, run_options, predicts=True, submit=bool(submit_message), out=out,
+                    submissions=SUBMISSIONS)
     the_run = training.train(comp, data_dir, recipe, run_options)
     if the_run is None:
         return {}

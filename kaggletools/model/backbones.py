@@ -303,3 +303,47 @@ def _hash_matches(path: Path, file: str) -> bool:
     prefix = file.rsplit("-", 1)[-1].split(".")[0]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return digest.startswith(prefix)
+
+
+# -- pre-flight ---------------------------------------------------------------------------------
+def weights_ready(name: str, timeout: float = 3.0) -> int | None:
+    """Whether `name`'s pretrained weights can be had, in seconds and without loading them: the
+    size of the cached file, or None when it is not cached but its server answers. Raises
+    ModelError (with the offline fix) when neither."""
+    spec = resolve(name)
+    if spec.library == "torchvision":
+        install_offline_weights()
+        weights = pick_weights(spec.model)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        if cached.is_file():
+            return cached.stat().st_size
+        _server_reachable_or_fail(weights.url, f"{weights} for {spec.model}", cached, timeout)
+        return None
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(spec.model + (f".{spec.tag}" if spec.tag else ""))
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise ModelError(f"timm has no pretrained weights for {spec.name}; {NO_WEIGHTS_HINT}")
+    file = cfg.file or _timm_cached_file(cfg)
+    if file:
+        return Path(file).stat().st_size if Path(file).is_file() else None
+    if cfg.hf_hub_id:
+        _hub_reachable_or_fail(spec.name, name, timeout)
+    return None
+
+
+def _server_reachable_or_fail(url: str, what: str, cached: Path, timeout: float) -> None:
+    """A TCP connection to the weights' server (skipped behind a proxy)."""
+    import socket
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies
+
+    if getproxies():
+        return
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ModelError(f"cannot get {what}: not in {cached.parent} and {host}:{port} cannot be reached "
+                         f"({_first_line(e, 60)}); place {cached.name} there, or {NO_WEIGHTS_HINT}") from None
