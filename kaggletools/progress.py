@@ -37,10 +37,23 @@ def bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = 
     return LineBar(iterable, total=total, desc=desc, unit=unit, enabled=enabled)
 
 
+def printable(text, keep: str = "") -> str:
+    """`text` with every control or invisible formatting character (escape sequences, carriage
+    returns, backspaces, bidirectional overrides; newlines unless `keep` holds them) written as its
+    escape (\\x1b, \\u202e), so text from outside (team names, server messages, file names) cannot
+    move the cursor, recolour or rewrite the terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " or c in keep else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def write(text: str, enabled: bool = True) -> None:
-    """A line that does not break a bar on the terminal."""
+    """A line that does not break a bar on the terminal (control characters escaped, see printable)."""
     if not enabled or is_silenced():
         return
+    text = printable(text, keep="\n")
     if sys.stderr.isatty():
         from tqdm.auto import tqdm
 

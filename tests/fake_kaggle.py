@@ -199,7 +199,8 @@ class FakeKaggle:
     no score, as Kaggle's JSON omits defaults) for its first `pending_polls` listings.
     `echo_headers`: a hostile server that echoes the request's headers (Authorization included, raw
     and encoded in several ways) in every error message, in the headers and bodies of successful
-    answers and in download URLs."""
+    answers and in download URLs. ``html``: {route: status} answered with an HTML page instead
+    (it can be changed while the server runs)."""
 
     def __init__(
         self,
@@ -220,6 +221,7 @@ class FakeKaggle:
     ):
         self.username, self.key, self.token, self.display_name = username, key, token, display_name
         self.pending_polls, self.echo_headers = pending_polls, echo_headers
+        self.html: dict[str, int] = {}  # route -> HTTP status answered with an HTML page (a proxy, a login wall)
         self.fail_with = fail_with
         self.scorer = scorer
         self.host, self._port = host, port
@@ -502,6 +504,11 @@ class _Handler(BaseHTTPRequestHandler):
         echo_header = {"X-Echo": echo} if echo else {}
         try:
             fake._check_fail(route)
+            if route in fake.html:  # a captive portal, a proxy's error page, a maintenance page
+                rec.status = fake.html[route]
+                page = b"<!DOCTYPE html><html><head><title>Kaggle</title></head><body><h1>Down for maintenance</h1>"
+                self._send(rec.status, page + b"</body></html>", "text/html; charset=utf-8")
+                return
             if route == "blob" and self.command in ("GET", "HEAD"):
                 _, _, _, slug, name = path.split("/", 4)
                 comp = fake.competitions.get(slug)

@@ -238,7 +238,9 @@ _OS_FIXES = {errno.EEXIST: "a file stands where a folder is needed: give another
 
 def one_line(e: BaseException) -> str:
     """An error as one line: our errors carry their explanation; others get their kind and a hint."""
-    text = " ".join(str(e).split()) or type(e).__name__
+    from kaggletools.progress import printable
+
+    text = printable(" ".join(str(e).split()) or type(e).__name__)
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return (f"the disk is full, or a file grew past what it allows ({e.filename or text}); free some space and "
                 "run the command again")
@@ -253,7 +255,9 @@ def one_line(e: BaseException) -> str:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+    from kaggletools.progress import printable
+
+    print(f"warning: {printable(' '.join(str(message).split()))}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

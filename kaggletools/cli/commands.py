@@ -10,6 +10,7 @@ import pandas as pd
 from kaggletools import api
 import kaggletools.cli.flags as cli_flags
 from kaggletools.errors import CompetitionError
+from kaggletools.progress import printable
 
 
 def dispatch(a) -> int | None:
@@ -36,6 +37,10 @@ def _data(a, name: str) -> Path:
 
 
 def _print_table(df: pd.DataFrame, csv: bool) -> None:
+    """A table on stdout; text in it (team names, descriptions, server messages) with its control
+    characters escaped (kaggletools.progress.printable)."""
+    df = df.rename(columns=lambda c: printable(c)).apply(
+        lambda column: column.map(lambda v: printable(v) if isinstance(v, str) else v) if pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column) else column)
     if csv:
         df.to_csv(sys.stdout, index=False)
     elif df.empty:
@@ -118,7 +123,8 @@ def submit(a, name) -> None:
         raise CompetitionError("give the submission file: kaggletools submit <slug> <file.csv> (or -f <file.csv>)")
     data_dir = a.data or (api.default_data_dir(name) if api.default_data_dir(name).is_dir() else None)
     sent = api.submit(name, csv, a.message, data_dir, quiet=a.quiet)
-    print(f"submitted {csv}: {sent.message or 'Kaggle gave no message'}" + (f" (ref {sent.ref})" if sent.ref else ""))
+    print(printable(f"submitted {csv}: {sent.message or 'Kaggle gave no message'}" +
+                    (f" (ref {sent.ref})" if sent.ref else "")))
     if a.wait:
         if sent.ref is None:
             raise CompetitionError("Kaggle gave no reference for the submission, so its score cannot be awaited; "
@@ -144,7 +150,7 @@ def leaderboard(a, name) -> None:
         total = f" of {board.total_teams}" if board.total_teams else ""
         mine = (f"your team {board.my_row.get('team_name', '')!r}: rank {board.my_rank}{total}, score "
                 f"{board.my_row.get('score')}" if board.my_rank else f"your team: not found ({board.note})")
-        print(mine)
+        print(printable(mine))
 
 
 def run(a, name) -> None:

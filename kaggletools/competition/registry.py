@@ -10,7 +10,7 @@ from typing import Callable
 
 import kaggletools.competition.tasks as tasks
 from kaggletools.competition.interface import KINDS, Competition
-from kaggletools.errors import CompetitionError
+from kaggletools.errors import CompetitionError, Interrupted
 from kaggletools.options import Recipe
 
 __all__ = ["register", "get", "names", "aliases", "default", "discover"]
@@ -25,9 +25,22 @@ _DISCOVERED = False
 
 def register(slug: str, *aliases: str, default: bool = False):
     """Decorator for a zero-argument factory (or class) that makes the competition `slug`;
-    `default`: the one `kaggletools demo` runs when none is named."""
+    `default`: the one `kaggletools demo` runs when none is named. A slug or alias that another
+    factory holds already is refused, naming both (a plugin never takes over a built-in)."""
+    names = (slug, *aliases)
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or not name.isprintable():
+            raise CompetitionError(f"competition name {name!r} (of {slug!r}) must be a printable, non-empty word")
+    if len(set(names)) < len(names):
+        raise CompetitionError(f"competition {slug!r} names {sorted(n for n in names if names.count(n) > 1)} twice")
 
     def decorate(factory):
+        mine = owner(factory)
+        for name in names:
+            holder = _REGISTRY.get(name) or _REGISTRY.get(_ALIASES.get(name, ""))
+            if holder is not None and owner(holder) != mine:
+                raise CompetitionError(f"competition name {name!r} is taken twice: by {owner(holder)} and by {mine}; "
+                                       "rename one of them")
         _REGISTRY[slug] = factory
         for alias in aliases:
             _ALIASES[alias] = slug
@@ -36,6 +49,11 @@ def register(slug: str, *aliases: str, default: bool = False):
         return factory
 
     return decorate
+
+
+def owner(factory) -> str:
+    """Where a factory comes from: module.name."""
+    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', type(factory).__name__)}"
 
 
 def default() -> str:
@@ -59,12 +77,29 @@ def discover(force: bool = False) -> None:
         if not module.name.startswith("_"):
             importlib.import_module(f"kaggletools.competitions.{module.name}")
     for entry in entry_points(group=ENTRY_POINTS):
-        try:
-            entry.load()
-        except Exception as e:  # a broken plugin must not break the others
-            warnings.warn(f"competition plugin {entry.name!r} ({entry.value}) failed to load: "
-                          f"{type(e).__name__}: {e}", stacklevel=2)
+        _load_plugin(entry)
     _DISCOVERED = True
+
+
+def _load_plugin(entry) -> None:
+    """Import one plugin and check what it registered. A plugin that fails to import (any
+    exception, SystemExit included: only an interrupt passes), takes a name already taken, or
+    declares a competition that does not pass the checks is one warning naming the entry point and
+    module, and leaves nothing registered."""
+    before = (dict(_REGISTRY), dict(_ALIASES), list(_DEFAULT))
+    try:
+        entry.load()
+        for slug in [s for s in _REGISTRY if _REGISTRY[s] is not before[0].get(s)]:
+            _make(slug)  # its declarations checked now, not when a verb first needs them
+    except (KeyboardInterrupt, Interrupted):
+        raise
+    except BaseException as e:  # noqa: BLE001 - a broken plugin must not break the others
+        _REGISTRY.clear(), _REGISTRY.update(before[0])
+        _ALIASES.clear(), _ALIASES.update(before[1])
+        _DEFAULT[:] = before[2]
+        said = " ".join(str(e).split())[:300]
+        warnings.warn(f"competition plugin {entry.name!r} (module {entry.value}) was skipped: "
+                      f"{type(e).__name__}" + (f": {said}" if said else ""), stacklevel=3)
 
 
 def names() -> list[str]:
@@ -92,7 +127,16 @@ def get(name: "str | Competition") -> Competition:
         close = difflib.get_close_matches(str(name), valid, 3, 0.0)  # the three closest, however far
         raise CompetitionError(f"unknown competition {name!r}; closest: {', '.join(close)} "
                                "(`kaggletools competitions` lists all)")
-    competition = _REGISTRY[slug]()
+    return _make(slug)
+
+
+def _make(slug: str) -> Competition:
+    """The competition `slug` from its factory, checked."""
+    factory = _REGISTRY[slug]
+    competition = factory()
+    if not isinstance(competition, Competition):
+        raise CompetitionError(f"{owner(factory)} (registered as {slug!r}) made a {type(competition).__name__}, not a "
+                               "kaggletools.competition.Competition")
     competition.slug = slug
     _check(competition)
     return competition

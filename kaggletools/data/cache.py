@@ -7,6 +7,7 @@ so an interrupted build leaves nothing that a later run could mistake for a fini
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -55,30 +56,89 @@ def load_items(competition, data_dir: Path, items: pd.DataFrame, side: int, *,
     path = cache_root() / f"{competition.slug}-{side}-{key}.npy"
     if path.exists():
         return np.load(path, mmap_mode="r")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path.parent)
+    except OSError:
+        pass  # a cache folder that cannot be made: decoded into memory below
 
     sources = list(items["source"])
     workers = workers or min(8, os.cpu_count() or 1)
     jpeg_device = decoder_device(competition, device, decoder)
     partial = path.with_suffix(f".partial-{os.getpid()}.npy")
     built: dict = {"decoder": "pil"}
+    first = None if jpeg_device is not None else decode(competition, data_dir, sources[0], side)
+    dtype, shape = (np.uint8, (len(sources), side, side, 3)) if first is None else (first.dtype,
+                                                                                     (len(sources), *first.shape))
+    out = _room_for(partial, dtype, shape)
+    if out is None:  # no room (or no write access) for the cache: decode into memory, this run only
+        out = np.empty(shape, dtype)
+        with bars.bar(total=len(sources), desc=desc, unit="img", enabled=progress) as bar:
+            if jpeg_device is not None:
+                _fill_on_device(out, competition, data_dir, sources, side, jpeg_device, workers, bar)
+            else:
+                _fill_with_pil(out, competition, data_dir, sources, side, workers, bar, first)
+        out.flags.writeable = False
+        return out
     try:
         with bars.bar(total=len(sources), desc=desc, unit="img", enabled=progress) as bar:
             if jpeg_device is not None:
-                out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
-                                                shape=(len(sources), side, side, 3))
                 built = _fill_on_device(out, competition, data_dir, sources, side, jpeg_device, workers, bar)
             else:
-                out = _fill_with_pil(partial, competition, data_dir, sources, side, workers, bar)
+                _fill_with_pil(out, competition, data_dir, sources, side, workers, bar, first)
         out.flush()
         del out
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _write_meta(path, competition, data_dir, side, len(sources), built)
+    try:
+        _write_meta(path, competition, data_dir, side, len(sources), built)
+    except OSError:
+        pass  # the cache itself is whole; its description is for people only
     return np.load(path, mmap_mode="r")
+
+
+MARGIN = 64 * 2**20  # bytes kept free beyond the cache itself
+
+
+def _room_for(partial: Path, dtype, shape: tuple):
+    """The cache file as a memory map whose every block is on disk (so a full disk can never kill
+    the process with SIGBUS while it is filled), or None, with a warning, when the cache folder has
+    no room for it or cannot be written: the items are then decoded into memory instead."""
+    import shutil
+    import warnings
+
+    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    where = partial.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    why = None
+    if free is not None and free < need + MARGIN:
+        why = f"it needs {need / 2**20:,.0f} MiB and {free / 2**20:,.0f} MiB are free"
+    else:
+        try:
+            out = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=shape)
+            try:
+                with open(partial, "r+b") as f:  # the blocks themselves, not a sparse file
+                    os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            except (AttributeError, OSError) as e:
+                if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    return out  # the file system cannot preallocate (or the platform): the space was checked
+                del out
+                partial.unlink(missing_ok=True)
+                why = f"the disk is full ({e.strerror})"
+            else:
+                return out
+        except OSError as e:
+            partial.unlink(missing_ok=True)
+            why = f"{e.strerror or type(e).__name__}"
+    warnings.warn(f"decode cache {where}: no room for {partial.name.split('.partial-')[0]}.npy ({why}); decoding into "
+                  "memory for this run only (free some space, or set KAGGLETOOLS_CACHE to a folder with room)",
+                  stacklevel=3)
+    return None
 
 
 def remove_leftovers(root: Path) -> list[Path]:
@@ -125,10 +185,8 @@ def _default_loader(competition) -> bool:
     return not getattr(competition, "custom_load", True)
 
 
-def _fill_with_pil(partial: Path, competition, data_dir: Path, sources: list, side: int, workers: int, bar):
-    first = decode(competition, data_dir, sources[0], side)
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=first.dtype, shape=(len(sources), *first.shape))
-
+def _fill_with_pil(out: np.ndarray, competition, data_dir: Path, sources: list, side: int, workers: int, bar,
+                   first: np.ndarray) -> np.ndarray:
     def work(i: int) -> None:
         out[i] = first if i == 0 else decode(competition, data_dir, sources[i], side)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -239,6 +240,10 @@ def _translate(exc: BaseException, creds: Credentials, red: Redactor, *, action:
                               "Retry later; if it persists, check https://www.kaggle.com for outages.")
         err.status = status
         return err
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):  # an HTML page (a proxy, maintenance)
+        return KaggleNetworkError(f"Kaggle answered with something that is not its API's JSON while {action} (a "
+                                  "web page from a proxy, a login wall or maintenance?); retry later, and check "
+                                  "HTTPS_PROXY if you use a proxy.")
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in str(exc):
         return KaggleNetworkError(f"The transfer from Kaggle was cut short while {action} "
                                   f"({_network_reason(exc, red)}); nothing of it was kept: run the command again.")

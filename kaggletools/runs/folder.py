@@ -24,6 +24,7 @@ WEIGHTS = "model.pt"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 FAILED = "failed.json"
+LOCK = ".lock"  # held (flock) by the process that trains in the folder; holds its pid
 INTERPRETATION = "interpret.json"  # what runs.interpret found, read by the report
 STATUSES = ("finished", "failed", "interrupted", "killed", "empty")
 
@@ -128,13 +129,22 @@ class Run:
 
     # -- writing ---------------------------------------------------------------------------------
     def _atomic(self, name: str, write) -> Path:
+        """Write under a temporary name, then rename; a write that fails (a full disk, a read-only
+        folder, torch's own writer failing) is one RunError naming the file, and leaves nothing."""
         target = self.path / name
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
         try:
             write(partial)
             os.replace(partial, target)
+        except OSError as e:
+            raise unwritable(target, e) from None
+        except RuntimeError as e:  # torch.save: "[enforce fail at inline_container.cc] ... file write failed"
+            if "enforce fail" not in str(e) and "PytorchStreamWriter" not in str(e):
+                raise
+            raise unwritable(target, e) from None
         finally:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
         return target
 
     def save_json(self, name: str, obj) -> Path:
@@ -181,16 +191,36 @@ class Run:
         return self._atomic(name, lambda p: df.to_csv(p, index=False))
 
     def mark_failed(self, error: BaseException) -> None:
+        """failed.json with the error as one line; when even that cannot be written (the disk is
+        full), the error that stopped the run is still the one reported."""
         from kaggletools.signals import interrupt_in
 
         interrupted = interrupt_in(error) is not None
-        self.save_json(FAILED, {"status": "interrupted" if interrupted else "failed",
-                                "error": f"{type(error).__name__}: {error}".rstrip(": "),
-                                "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        text = " ".join(str(error).split())
+        line = text if isinstance(error, RunError) and text else f"{type(error).__name__}: {text}".rstrip(": ")
+        with contextlib.suppress(RunError, OSError):
+            self.save_json(FAILED, {"status": "interrupted" if interrupted else "failed", "error": line,
+                                    "time": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     def clear_failed(self) -> None:
         (self.path / FAILED).unlink(missing_ok=True)
         self._saved.pop(FAILED, None)
+
+    # -- one process at a time ------------------------------------------------------------------
+    def lock(self) -> "Lock":
+        """Hold the run folder for this process (see Lock); refused naming the process that holds it."""
+        return Lock.take(self.path / LOCK)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Our temporary files (`.<name>.partial-<pid>`) left by processes that no longer run (a
+        SIGKILL while a checkpoint was written); never anything else."""
+        removed = []
+        for path in self.path.glob(".*.partial-*"):
+            pid = path.name.rsplit(".partial-", 1)[1]
+            if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     # -- tensors (torch imported here only) ------------------------------------------------------------
     def save_tensors(self, name: str, obj: dict) -> Path:
@@ -226,6 +256,88 @@ class Run:
         if not isinstance(state.get("state_dict"), dict) or not isinstance(state.get("meta"), dict):
             raise RunError(f"{self.path / WEIGHTS} lacks its state_dict or meta; train again")
         return state
+
+
+def alive(pid: int) -> bool:
+    """Whether a process `pid` runs (one of another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Lock:
+    """An exclusive lock (fcntl.flock) on `<run>/.lock`, which holds the holder's pid. The kernel
+    drops it when the process ends, however it ends, so a stale file of a dead process is taken
+    over; `release` removes the file."""
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def take(cls, path: Path) -> "Lock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover (no flock on this platform: no lock)
+            return cls(path, None)
+        for _ in range(10):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise unwritable(path, e) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise RunError(f"{path.parent} is in use: process {holder} is training in it ({path} is locked); "
+                               "wait for it to end, or stop it, then run again") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the previous holder removed the file as we opened it: lock the new one
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return cls(path, fd)
+        raise RunError(f"{path}: could not be locked; run again")
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> "Lock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def unwritable(target: Path, error: BaseException) -> RunError:
+    """The one line for a file that could not be written: where, why, and what to do."""
+    import errno as codes
+
+    code = getattr(error, "errno", None)
+    if code in (codes.ENOSPC, codes.EDQUOT, codes.EFBIG) or "file write failed" in str(error):
+        why = "the disk is full"
+        fix = "free some space and run again"
+    elif code == codes.EROFS:
+        why, fix = "the file system is read-only", "use a writable folder"
+    elif code in (codes.EACCES, codes.EPERM):
+        why, fix = "no permission to write there", "use a folder you can write to"
+    else:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        why, fix = f"{type(error).__name__}: {first}", "check the folder and run again"
+    return RunError(f"{target} could not be written ({why}); nothing partial was left: {fix}")
 
 
 @contextlib.contextmanager

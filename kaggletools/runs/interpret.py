@@ -28,7 +28,7 @@ from kaggletools.io import plots
 from kaggletools.runs import folder as runs
 import kaggletools.competition.tasks as tasks
 from kaggletools.score import validation
-from kaggletools.errors import CompetitionError
+from kaggletools.errors import CompetitionError, RunError
 
 PREFIX = "interpret_"
 VALID = "valid_predictions.csv"
@@ -256,6 +256,11 @@ def write(run: runs.Run, comp, decoded=None, data_dir: Path | None = None) -> li
     array) spares decoding the top-loss items again (training passes its own); `data_dir`
     overrides the run's."""
     config = run.load_json("config.json")
+    if "blend" in config:  # a blend (or a cross-validation's folder) holds no model and no recipe of its own
+        made = config["blend"].get("runs") if isinstance(config["blend"], dict) else None
+        first = made[0] if isinstance(made, list) and made else "RUN"
+        raise RunError(f"{run.path} is a blend of runs, not a trained run: interpret one of its runs, e.g. "
+                       f"`kaggletools interpret {first}`")
     report = run.load_json("report.json") if run.file("report.json").is_file() else {}
     post = report.get("post") or {}
     summary = {"competition": comp.slug, "task": comp.task.name, "probabilities": f"with TTA '{report.get('tta')}'",

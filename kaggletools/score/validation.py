@@ -77,11 +77,38 @@ def prediction_table(comp, ids, y, plain, tta) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def read_prediction_table(comp, table: pd.DataFrame, which: str = "tta") -> tuple[np.ndarray, np.ndarray]:
-    """(targets, probabilities) back from a prediction table; `which`: plain or tta."""
+def read_prediction_table(comp, table: pd.DataFrame, which: str = "tta",
+                          where: str = "valid_predictions.csv") -> tuple[np.ndarray, np.ndarray]:
+    """(targets, probabilities) back from a prediction table; `which`: plain or tta. Read like our
+    own output: every column present, every value a number in [0, 1] (`where`: the file, named
+    in the error)."""
     names = output_names(comp)
     suffix = "_prob_tta" if which == "tta" else "_prob"
-    return (table[names].to_numpy(np.float32), table[[f"{c}{suffix}" for c in names]].to_numpy(np.float32))
+    probs = [f"{c}{suffix}" for c in names]
+    return checked(table, names, where).astype(np.float32), checked(table, probs, where).astype(np.float32)
+
+
+def checked(table: pd.DataFrame, columns: list[str], where: str) -> np.ndarray:
+    """The `columns` of a prediction table as floats, each value a number in [0, 1]; otherwise a
+    RunError naming the file, the column and the first bad row."""
+    from kaggletools.errors import RunError
+
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise RunError(f"{where} lacks the column(s) {missing}; the run folder was edited or damaged: predict or "
+                       "train again")
+    out = np.empty((len(table), len(columns)), np.float64)
+    for j, column in enumerate(columns):
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            row = f" (id {table['id'].iloc[i]!r})" if "id" in table.columns else ""
+            raise RunError(f"{where}: column {column!r} holds {table[column].iloc[i]!r} in row {i + 1}{row} and "
+                           f"{int(bad.sum()) - 1} more outside [0, 1] or not a number; the file was edited or "
+                           "damaged: predict or train again")
+        out[:, j] = values
+    return out
 
 
 def output_names(comp) -> list[str]:

@@ -10,6 +10,7 @@ Either way post-processing is tuned on the result and scored honestly (kaggletoo
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,6 +22,7 @@ from kaggletools.steps import predict as inference
 from kaggletools.runs import folder as runs
 from kaggletools.score import validation
 from kaggletools.errors import RunError
+from kaggletools.competition import inferred
 
 
 def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir: Path | None = None,
@@ -52,21 +54,27 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
     if len(y):
         report["scores"] = {comp.metric_name: comp.metric(y, probs), "error_rate": comp.task.error_rate(y, probs)}
         report["with_post"] = validation.cross_fitted(comp, y, probs)
+    made = folder is None or not Path(folder).exists()
     folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
     folder.mkdir(parents=True, exist_ok=True)  # only now: a refused blend leaves no folder
     run = runs.Run(folder)
     out = Path(out) if out else Path("submissions") / f"{comp.slug}-{folder.name}.csv"
-    inference.refuse_existing(out, overwrite)
-    run.save_json("config.json", {"competition": comp.slug, "data_dir": str(data_dir.resolve()), "blend": report})
-    if has_test:
-        run.save_table("test_predictions.csv", inference.probability_table(comp, ids, mean))
-    if len(y):
-        run.save_table("valid_predictions.csv", validation.prediction_table(comp, ids_valid, y, probs, probs))
-    report["submission"] = str(inference.write_submission(comp, ids, mean, post, data_dir, out, overwrite)) \
-        if has_test else None
-    if not has_test:
-        report["note"] = f"{data_dir}: no test items, so no submission (validation scores only)"
-    run.save_json("report.json", report)
+    try:
+        inference.refuse_existing(out, overwrite)
+        run.save_json("config.json", {"competition": comp.slug, **inferred.record(comp), "data_dir": str(data_dir.resolve()), "blend": report})
+        if has_test:
+            run.save_table("test_predictions.csv", inference.probability_table(comp, ids, mean))
+        if len(y):
+            run.save_table("valid_predictions.csv", validation.prediction_table(comp, ids_valid, y, probs, probs))
+        report["submission"] = str(inference.write_submission(comp, ids, mean, post, data_dir, out, overwrite)) \
+            if has_test else None
+        if not has_test:
+            report["note"] = f"{data_dir}: no test items, so no submission (validation scores only)"
+        run.save_json("report.json", report)
+    except BaseException:
+        if made:  # refused while written (an invalid submission, a full disk): the blend leaves nothing
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     if show and len(y):
         progress.write(f"blend of {len(saved)} runs, {how} validation on {len(y)} items: {comp.metric_name} "
                        f"{report['scores'][comp.metric_name]:.4f}; with post-processing (cross-fitted) "
@@ -108,7 +116,8 @@ def _test_probabilities(saved, data_dir: Path, show: bool) -> tuple[list, list[n
     out = []
     for s, t in zip(saved, tables):
         with runs.damaged(s.run.file("test_predictions.csv")):
-            out.append(inference.read_probability_table(comp, t.set_index(t["id"].astype(str)).loc[ids]))
+            out.append(inference.read_probability_table(comp, t.set_index(t["id"].astype(str)).loc[ids].reset_index(),
+                                                        str(s.run.file("test_predictions.csv"))))
     return list(ids), out
 
 
@@ -127,6 +136,11 @@ def _validation(saved, w: np.ndarray) -> Validation:
               for s in saved if s.run.file("valid_predictions.csv").is_file()]
     if len(tables) != len(saved):
         return Validation(*none, "none (a run has no validation items)")
+    for s, t in zip(saved, tables):  # every run's file checked as a whole, named in any error
+        validation.read_prediction_table(comp, t, "tta", str(s.run.file("valid_predictions.csv")))
+        if t["id"].duplicated().any():
+            raise RunError(f"{s.run.file('valid_predictions.csv')} lists a validation id twice "
+                           f"({t['id'][t['id'].duplicated()].iloc[0]!r}); the run folder was edited or damaged")
     common = set.intersection(*(set(t["id"]) for t in tables))
     if common:
         keep = sorted(common)

@@ -42,7 +42,11 @@ class SavedRun:
         state = run.load_weights()
         with runs.damaged(run.file(runs.WEIGHTS)):
             meta = state["meta"]
-            comp = registry.get(meta["competition"])
+            comp = inferred.for_run(meta)
+            named = run.load_json("config.json").get("competition")
+            if named != meta["competition"]:
+                raise RunError(f"{run.path / runs.WEIGHTS} holds a model of {meta['competition']!r} but "
+                               f"{run.file('config.json')} names {named!r}; the folder mixes two runs: train again")
             recipe = Recipe.from_dict(meta["recipe"])
             model, _ = models.create(recipe.backbone, comp.n_outputs, pretrained=False, n_extra=int(meta["n_extra"]))
             missing, unexpected = _mismatch(model, state["state_dict"])
@@ -117,8 +121,10 @@ def probability_table(comp: Competition, ids, probs: np.ndarray) -> pd.DataFrame
     return pd.DataFrame(columns)
 
 
-def read_probability_table(comp: Competition, table: pd.DataFrame) -> np.ndarray:
-    return table[[f"{c}_prob" for c in validation.output_names(comp)]].to_numpy(np.float64)
+def read_probability_table(comp: Competition, table: pd.DataFrame, where: str = "test_predictions.csv") -> np.ndarray:
+    """The probabilities of a test_predictions.csv, each a number in [0, 1] (else an error naming
+    `where` and the column)."""
+    return validation.checked(table, [f"{c}_prob" for c in validation.output_names(comp)], where)
 
 
 def write_submission(comp: Competition, ids, probs: np.ndarray, post: dict, data_dir: Path, out: Path,

@@ -14,6 +14,7 @@ from kaggletools.model import device as devices
 from kaggletools.runs import folder as runs
 from kaggletools.score import validation
 from kaggletools.competition.interface import Competition
+from kaggletools.competition import inferred
 from kaggletools.model.dist import Dist
 from kaggletools.errors import OptionError, RunError
 from kaggletools.fit.assemble import Experiment
@@ -92,8 +93,21 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
     check_options(recipe, options)
     given_post = post_from(competition, options.post_from)
     dist = Dist.from_env()
-    dev = dist.device(devices.pick(options.device))
     resumed = runs.Run.open(resume, finished=False) if resume else None
+    lock = resumed.lock() if resumed is not None and dist.main else None  # one process trains in a folder
+    try:
+        return _train(competition, data_dir, recipe, options, dist, given_post, resumed, folder, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(competition: Competition, data_dir: Path, recipe: Recipe, options: RunOptions, dist: Dist,
+           given_post: dict | None, resumed: runs.Run | None, folder: Path | None, lock) -> runs.Run | None:
+    dev = dist.device(devices.pick(options.device))
+    resume = resumed.path if resumed is not None else None
+    if resumed is not None and dist.main:
+        resumed.remove_leftovers()  # a checkpoint cut short by a killed process
     if resumed is not None and resumed.file("split.csv").is_file():  # the items and split it started with
         exp = Experiment.resumed(competition, data_dir, recipe, options, resumed)
     else:
@@ -108,6 +122,8 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
         progress.write(f"note: {resume} stopped before its first epoch ended (no checkpoint): training it from "
                        "the start", options.progress)
     built = exp.model()  # weights found (or refused) before a run folder is made
+    if checkpoint is not None:
+        _check_fits(built, checkpoint["model"], resumed.file(runs.CHECKPOINT), recipe)
     run = None
     if dist.main:
         if resumed is not None:
@@ -116,6 +132,8 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
             run = runs.Run.create(Path(folder).parent, Path(folder).name, exact=True)
         else:
             run = runs.Run.create(_runs_root(competition, options), _name(recipe, options))
+        if lock is None:
+            lock = run.lock()
     start = time.perf_counter()
     try:
         if run is not None:
@@ -133,7 +151,7 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
                            f"{len(learner.data.valid_idx)}", options.progress)
         learner.fit(resume=checkpoint)
         keeper.restore_best(learner)
-        report = validation.validate(learner, exp.items, run, given_post)
+        report = validation.validate(learner, exp.items, run, given_post, exp.split.groups)
         if run is not None:
             _finish(run, exp, learner, info, {**report, "kept": keeper.best or {"epoch": learner.epoch},
                                               "seconds": round(time.perf_counter() - start, 1)})
@@ -141,7 +159,24 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
         if run is not None and run.status() != "finished":
             run.mark_failed(e)
         raise
+    finally:
+        if resumed is None and lock is not None:
+            lock.release()
     return run
+
+
+def _check_fits(built, saved: dict, path: Path, recipe: Recipe) -> None:
+    """The checkpoint's tensors against the model the recipe builds: another architecture is one
+    short line naming the file (torch's own message lists every tensor)."""
+    own = built[0].state_dict()
+    if not isinstance(saved, dict):
+        raise RunError(f"{path} holds no model weights; the run folder was edited or damaged: train again")
+    missing = [k for k in own if k not in saved or tuple(getattr(saved[k], "shape", ())) != tuple(own[k].shape)]
+    unexpected = [k for k in saved if k not in own]
+    if missing or unexpected:
+        raise RunError(f"{path} does not fit {recipe.backbone} ({len(missing)} missing or reshaped and "
+                       f"{len(unexpected)} unexpected tensors, e.g. {(missing + unexpected)[:2]}); the file was "
+                       "replaced or the run edited: train again")
 
 
 def _runs_root(competition: Competition, options: RunOptions) -> Path:
@@ -155,7 +190,8 @@ def _name(recipe: Recipe, options: RunOptions) -> str:
 
 def _save_setup(run: runs.Run, exp: Experiment, dev, world: int) -> None:
     if not run.file("config.json").is_file():
-        run.save_json("config.json", {"competition": exp.competition.slug, "data_dir": str(exp.data_dir.resolve()),
+        run.save_json("config.json", {"competition": exp.competition.slug, **inferred.record(exp.competition),
+                                      "data_dir": str(exp.data_dir.resolve()),
                                       "recipe": exp.recipe.to_dict(), "options": exp.options.to_dict(),
                                       "device": str(dev), "world_size": world,
                                       "split_notes": exp.split.notes})
@@ -164,16 +200,10 @@ def _save_setup(run: runs.Run, exp: Experiment, dev, world: int) -> None:
 
 
 def _finish(run: runs.Run, exp: Experiment, learner: Learner, info, report: dict) -> None:
-    """Everything else first, the weights last (atomically): a run with model.pt is finished."""
-    from kaggletools.runs import history
-    from kaggletools.runs import report as html_report
-    from kaggletools.runs import interpret
-
+    """The report and the weights (atomically: a run with model.pt is finished), then the plots and
+    report.html: a plot that fails (a strange file name, a full disk) is a warning, never the run."""
     run.save_json("report.json", report)
-    history.history_plot(learner.history, learner.batch_losses, exp.competition, run.file("history.png"))
-    interpret.write(run, exp.competition, decoded=(exp.items, learner.data.array))
-    html_report.write(run, exp.competition)
-    meta = {"competition": exp.competition.slug, "recipe": exp.recipe.to_dict(), "backbone": info.name,
+    meta = {"competition": exp.competition.slug, **inferred.record(exp.competition), "recipe": exp.recipe.to_dict(), "backbone": info.name,
             "n_extra": learner.model.n_extra, "mean": list(learner.data.normalize.mean),
             "std": list(learner.data.normalize.std), "scale": learner.data.normalize.scale,
             "post": report["post"], "classes": list(exp.competition.classes), "task": exp.competition.task.name}
@@ -181,10 +211,32 @@ def _finish(run: runs.Run, exp: Experiment, learner: Learner, info, report: dict
         run.save_weights(learner.model.state_dict(), meta)
         for name in (runs.CHECKPOINT, runs.BEST):
             run.file(name).unlink(missing_ok=True)
+    pictures(run, exp.competition, learner.history, learner.batch_losses, (exp.items, learner.data.array))
+
+
+def pictures(run: runs.Run, competition: Competition, history: list, batch_losses: list, decoded=None) -> None:
+    """history.png, the interpretation and report.html of a finished run; each that fails is one
+    warning line (`kaggletools interpret RUN` writes them again)."""
+    import warnings
+
+    from kaggletools.runs import history as plots
+    from kaggletools.runs import interpret
+    from kaggletools.runs import report as html_report
+
+    steps = (("history.png", lambda: plots.history_plot(history, batch_losses, competition, run.file("history.png"))),
+             ("the interpretation plots", lambda: interpret.write(run, competition, decoded=decoded)),
+             ("report.html", lambda: html_report.write(run, competition)))
+    for what, make in steps:
+        try:
+            make()
+        except Exception as e:  # noqa: BLE001 - a picture is never worth the run
+            first = (" ".join(str(e).split()) or type(e).__name__)[:200]
+            warnings.warn(f"{run.path}: {what} could not be written ({type(e).__name__}: {first}); the run and its "
+                          f"weights are saved: `kaggletools interpret {run.path}` tries again", stacklevel=2)
 
 
 class Resumable(NamedTuple):
-    competition: str
+    competition: Competition      # registered, or rebuilt from the run's recorded inference
     data_dir: Path
     recipe: Recipe
     options: RunOptions
@@ -197,6 +249,47 @@ def resume_settings(run_dir: Path) -> Resumable:
     if status == "finished":
         raise RunError(f"{run.path} is already finished; nothing to resume")
     config = run.load_json("config.json")
-    with runs.damaged(run.file("config.json")):
-        return Resumable(config["competition"], Path(config["data_dir"]), Recipe.from_dict(config["recipe"]),
-                         RunOptions.from_dict(config["options"]))
+    path = run.file("config.json")
+    with runs.damaged(path):
+        for field in ("competition", "data_dir"):
+            if not isinstance(config[field], str) or not config[field]:
+                raise RunError(f"{path}: {field} is {config[field]!r}, not a name; the file was edited: fix that "
+                               "field or train again")
+        return Resumable(inferred.for_run(config), Path(config["data_dir"]), saved(Recipe, config["recipe"], path, "recipe"),
+                         saved(RunOptions, config["options"], path, "options"))
+
+
+def saved(cls, values, path: Path, section: str):
+    """A Recipe or RunOptions from a run's config.json, each field checked for its type and value;
+    a wrong one is a RunError naming the file and the field (not a command-line flag)."""
+    import dataclasses
+    import re
+    import typing
+
+    if not isinstance(values, dict):
+        raise RunError(f"{path}: {section} is a {type(values).__name__}, not an object; the file was edited: train "
+                       "again")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in values and not _fits(values[f.name], hints[f.name]):
+            want = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
+            raise RunError(f"{path}: {section}.{f.name} is {values[f.name]!r} ({type(values[f.name]).__name__}), "
+                           f"not {want}; the file was edited: fix that field or train again")
+    try:
+        return cls.from_dict(values).check()
+    except OptionError as e:
+        said = re.sub(r"--([a-z][a-z-]*)", lambda m: f"{section}.{m.group(1).replace('-', '_')}", str(e))
+        raise RunError(f"{path}: {said}; the file was edited: fix that field or train again") from None
+
+
+def _fits(value, hint) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, Path):
+        return isinstance(value, str)
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    return value is None or any(_fits(value, a) for a in args) if args else True
