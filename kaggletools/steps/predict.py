@@ -42,7 +42,7 @@ class SavedRun:
         state = run.load_weights()
         with runs.damaged(run.file(runs.WEIGHTS)):
             meta = state["meta"]
-            comp = inferred.for_run(meta)
+            comp = registry.get(meta["competition"])
             named = run.load_json("config.json").get("competition")
             if named != meta["competition"]:
                 raise RunError(f"{run.path / runs.WEIGHTS} holds a model of {meta['competition']!r} but "
