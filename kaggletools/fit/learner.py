@@ -37,6 +37,7 @@ from kaggletools.model.dist import Dist
 from kaggletools.data.loaders import Normalize, augment, batches, to_device
 from kaggletools.options import Recipe, RunOptions
 from kaggletools.fit.tta import Predictor
+from kaggletools.fit.epoch_table import EpochTable
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Learner:
         self.batch_losses: list[dict] = []
         self.epoch = 0
         self.show = options.progress and dist.main
+        self.table = EpochTable(competition.metric_name)  # the per-epoch lines, as fastai prints them
 
     # -- the plan --------------------------------------------------------------------------------
     def plan(self) -> list[tuple[str, int, float]]:
@@ -199,7 +201,7 @@ class Learner:
     def _epoch(self, phase: Phase, opt, sched, on_step: Callable | None = None, max_steps: int | None = None) -> dict:
         """One pass over the phase's batches: forward, the task's loss, backward (scaled for
         fp16), step, schedule; then validation. Returns the epoch's row."""
-        start, seen, wait, losses = time.perf_counter(), 0, 0.0, []
+        start, seen, wait, losses, rates = time.perf_counter(), 0, 0.0, [], []  # rates: (lr, momentum) per batch
         total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
         bar = progress.bar(total=max_steps or phase.n_batches, unit="batch", enabled=self.show,
                            desc=f"epoch {self.epoch + 1} ({phase.name})")
@@ -215,6 +217,7 @@ class Learner:
             opt.zero_grad(set_to_none=True)
             self.precision.backward_step(loss, opt)
             lr = opt.param_groups[-1]["lr"]
+            rates.append((lr, opt.param_groups[-1].get("betas", (None,))[0]))
             sched.step()
             seen += len(y)
             total += loss.detach() * len(y)
@@ -229,8 +232,8 @@ class Learner:
         per_step = torch.stack(losses).float().cpu().tolist() if losses else []
         if on_step is not None:
             return {"losses": per_step}
-        self.batch_losses += [{"epoch": self.epoch + (i + 1) / len(per_step), "phase": phase.name, "loss": v}
-                              for i, v in enumerate(per_step)]
+        self.batch_losses += [{"epoch": self.epoch + (i + 1) / len(per_step), "phase": phase.name, "loss": v,
+                               "lr": lr, "mom": mom} for i, (v, (lr, mom)) in enumerate(zip(per_step, rates))]
         self.dist.average_buffers(self.model)
         total_loss, seen = self.dist.sum((float(total), seen), self.device)
         return {"epoch": self.epoch + 1, "phase": phase.name, "train_loss": total_loss / max(seen, 1),
@@ -242,8 +245,8 @@ class Learner:
         """Close an epoch: count it, keep its row and print it (rank 0 only)."""
         self.epoch += 1
         self.history.append(row)
-        progress.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                       self.show)
+        for line in self.table.lines(row):
+            progress.write(line, self.show)
         return row
 
     # -- batches -------------------------------------------------------------------------------
