@@ -10,7 +10,7 @@ writes into the run folder the files that fit the task and the post-processing:
 | interpret_top_losses.png | the items with the highest loss: label, prediction, probability | data folder readable |
 | interpret_thresholds.png | the metric against each tag's threshold, the chosen one marked | tags with thresholds |
 | interpret_probabilities.png | probabilities where the target is 1 and 0; a log-loss clip or floor marked | always |
-| interpret.json | what was written, notes, most-confused pairs, top losses (read by report.html) | always |
+| interpret.json | what was written, notes, most-confused pairs, top losses, precision and recall per class (read by report.html) | always |
 
 A run without validation predictions (trained with --valid-frac 0) gets only interpret.json,
 which says so. Files of an earlier interpretation that no longer apply are removed.
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kaggletools.runs import gallery
+from kaggletools.runs import gallery, per_class
 import kaggletools.competition.tags as multilabel
 from kaggletools.io import plots
 from kaggletools.runs import folder as runs
@@ -297,6 +297,7 @@ def write(run: runs.Run, comp, decoded=None, data_dir: Path | None = None) -> li
         add("probabilities", "Predicted probabilities", path, caption + ".")
         rows = top_loss_rows(comp, ids, y, probs, post)
         summary["top_losses"] = rows
+        summary["per_class"] = per_class.rows(comp, y, _decisions(comp, ids, probs, post))
         try:
             pixels = _pixels(comp, config, [r["id"] for r in rows], decoded, data_dir)
         except (OSError, CompetitionError, ValueError) as e:

@@ -85,7 +85,7 @@ def image(path: Path, alt: str, caption: str = "") -> str:
 
 
 # -- sections ------------------------------------------------------------------------------------
-def scores_section(comp, report: dict) -> str:
+def scores_section(comp, report: dict, metrics: pd.DataFrame | None = None) -> str:
     if not report:
         return '<h2>Scores</h2><p class="note">No report.json: the run stopped before validation.</p>'
     out = ["<h2>Scores</h2>"]
@@ -109,8 +109,13 @@ def scores_section(comp, report: dict) -> str:
     if report.get("post_source"):
         out.append(f"<p>Source: {e(report['post_source'])}.</p>")
     kept = report.get("kept") or {}
-    out.append(pairs({"weights kept from epoch": kept.get("epoch"), "best score": kept.get("score"),
-                      "training seconds": report.get("seconds")}))
+    score = kept.get("score")
+    if score is None and metrics is not None and "epoch" in metrics and comp.metric_name in metrics:
+        at = metrics.loc[metrics["epoch"] == kept.get("epoch"), comp.metric_name]
+        score = float(at.iloc[-1]) if len(at) and at.notna().iloc[-1] else None
+    facts = {"weights kept from epoch": kept.get("epoch"), f"validation {comp.metric_name} at that epoch": score,
+             "training seconds": report.get("seconds")}
+    out.append(pairs({k: v for k, v in facts.items() if v is not None}))
     return "".join(out)
 
 
@@ -136,8 +141,9 @@ def history_section(run: runs.Run, comp) -> str:
         history.history_plot(run.load_table("metrics.csv").to_dict("records"),
                              batches.to_dict("records"), comp, png)
     if png.is_file():
-        out.append(image(png, "training history", "Loss per batch (faint) and per epoch, validation loss and "
-                                                  f"{comp.metric_name} per epoch; phases shaded and named."))
+        out.append(image(png, "training history", "Loss per batch (faint) and per epoch with the validation loss; "
+                                                  f"{comp.metric_name} per epoch; the learning rate and momentum per "
+                                                  "batch; phases shaded and named."))
     if run.file("metrics.csv").is_file():
         metrics = run.load_table("metrics.csv")
         rows = [[_plain(v) for v in row] for row in metrics.itertuples(index=False)]
@@ -155,19 +161,26 @@ def interpretation_section(run: runs.Run) -> str:
     out.append(f"<p>{e(summary.get('n_valid'))} validation items, probabilities {e(summary.get('probabilities'))}."
                "</p>")
     out += [f'<p class="note">{e(note)}</p>' for note in summary.get("notes", [])]
+    losses = (table([[r["id"], r["actual"], r["predicted"], r["probability"], r["loss"]] for r in summary["top_losses"]],
+                    ["id", "actual", "predicted", "probability", "loss"]) if summary.get("top_losses") else "")
     for plot in summary.get("plots", []):
         path = run.file(plot["file"])
         if path.is_file():
             out.append(f"<h3>{e(plot.get('title', plot['name']))}</h3>" + image(path, plot["name"], plot["caption"]))
+            if plot["name"] == "top_losses":  # the table under its plot, one heading for both
+                out.append(losses)
+                losses = ""
         if plot["name"] == "confusion":
             out.append("<h3>Most confused</h3>" + (table([[p["actual"], p["predicted"], p["count"]]
                                                           for p in summary.get("confused", [])],
                                                          ["actual", "predicted", "count"])
                                                    if summary.get("confused") else "<p>No mistakes.</p>"))
-    if summary.get("top_losses"):
-        out.append("<h3>Top losses</h3>" + table([[r["id"], r["actual"], r["predicted"], r["probability"], r["loss"]]
-                                                  for r in summary["top_losses"]],
-                                                 ["id", "actual", "predicted", "probability", "loss"]))
+    if losses:  # no plot (the images could not be read): the table alone
+        out.append("<h3>Top losses</h3>" + losses)
+    if summary.get("per_class"):
+        out.append("<h3>Precision and recall per class</h3><p>Of the validation decisions as submitted.</p>"
+                   + table([[r["class"], r["precision"], r["recall"], r["support"], r["predicted"]]
+                            for r in summary["per_class"]], ["class", "precision", "recall", "items", "predicted"]))
     return "".join(out)
 
 
@@ -175,9 +188,13 @@ def setup_section(run: runs.Run, config: dict) -> str:
     out = ["<h2>Recipe and options</h2><div class='cols'>"]
     out.append("<div><h3>Recipe</h3>" + pairs(config.get("recipe", {})) + "</div>")
     out.append("<div><h3>Run options</h3>" + pairs(config.get("options", {})) + "</div>")
-    backbone = config.get("backbone") or {}
+    backbone = dict(config.get("backbone") or {})
+    size = (config.get("recipe") or {}).get("size")
+    if size and "input_size" in backbone:  # the backbone's pretraining size: say what this run trained at
+        channels = (backbone.pop("input_size") or [3])[0]
+        backbone["input size (trained)"] = f"{channels}×{size}×{size}"
     out.append("<div><h3>Backbone and device</h3>" + pairs({
-        **{k: v for k, v in backbone.items()}, "precision": config.get("precision"), "device": config.get("device"),
+        **backbone, "precision": config.get("precision"), "device": config.get("device"),
         "processes": config.get("world_size"), "data folder": config.get("data_dir")}) + "</div></div>")
     out.append("<h2>Split</h2>")
     if run.file("split.csv").is_file():
@@ -210,7 +227,8 @@ def render(run: runs.Run, comp) -> str:
     title = f"{comp.slug}: {run.path.name}"
     sub = (f"{comp.title} · {comp.task.name} · {recipe.get('backbone', '')} at {recipe.get('size', '')} px · "
            f"metric {comp.metric_name}")
-    body = [f"<h1>{e(title)}</h1><p class='sub'>{e(sub)}</p>", scores_section(comp, report),
+    metrics = run.load_table("metrics.csv") if run.file("metrics.csv").is_file() else None
+    body = [f"<h1>{e(title)}</h1><p class='sub'>{e(sub)}</p>", scores_section(comp, report, metrics),
             history_section(run, comp), interpretation_section(run), setup_section(run, config)]
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
