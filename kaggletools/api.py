@@ -118,10 +118,25 @@ class Settings(NamedTuple):
     options: opts.RunOptions
 
 
-def settings(name: str, overrides: dict) -> Settings:
-    """The competition, its recipe and default run options with `overrides` applied to each."""
-    comp = registry.get(name)
-    return Settings(comp, *opts.resolve(comp.recipe, overrides))
+def settings(name: str | Competition, overrides: dict, data_dir: Path | None = None, *, need_test: bool = False,
+             full: bool = False, work: Path | None = None) -> Settings:
+    """The competition, its recipe and default run options with `overrides` applied to each. A slug
+    no module registers is inferred from `data_dir` (kaggletools.steps.infer), settled by the
+    fields of kaggletools.options.Inference among `overrides`."""
+    from kaggletools.steps import infer
+
+    given = {k: v for k, v in overrides.items() if k in opts.Inference.__dataclass_fields__}
+    rest = {k: v for k, v in overrides.items() if k not in given}
+    comp = infer.competition(name, data_dir, given, rest.get("group_by") or "", need_test=need_test, full=full,
+                             show=rest.get("progress", True), work=work)
+    return Settings(comp, *opts.resolve(comp.recipe, rest))
+
+
+def new(name: str, data_dir: Path, out: Path | None = None, overwrite: bool = False, **inference) -> Path:
+    """Write the module of the competition inferred from `data_dir` (fields of Inference, group_by)."""
+    from kaggletools.steps import infer
+
+    return infer.new(name, Path(data_dir), out, overwrite, **inference)
 
 
 def check(name: str, data_dir: Path, **overrides) -> dict:
@@ -129,7 +144,7 @@ def check(name: str, data_dir: Path, **overrides) -> dict:
     augmented batch through a forward and backward pass, and the time an epoch will take."""
     from kaggletools.steps import check as dryrun
 
-    comp, recipe, run_options = settings(name, overrides)
+    comp, recipe, run_options = settings(name, overrides, data_dir, full=True)
     return dryrun.check(comp, Path(data_dir), recipe, run_options)
 
 
@@ -140,7 +155,7 @@ def lr_find(name: str, data_dir: Path, out: Path | None = None, suggest: str = "
     from kaggletools.fit.lr_finder import parse_methods
 
     methods = parse_methods(suggest)
-    comp, recipe, run_options = settings(name, overrides)
+    comp, recipe, run_options = settings(name, overrides, data_dir)
     backbone_names.check_all(recipe, run_options)
     from kaggletools.model import device
     from kaggletools.fit.assemble import Experiment
@@ -167,7 +182,7 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
         saved = training.resume_settings(resume)
         return training.train(registry.get(saved.competition), saved.data_dir, saved.recipe,
                               saved.options.replace(**overrides), resume=resume)
-    comp, recipe, run_options = settings(name, overrides)
+    comp, recipe, run_options = settings(name, overrides, data_dir, work=work)
     backbone_names.check_all(recipe, run_options)  # in milliseconds, before torch is even imported
     from kaggletools.steps import train as training
 
@@ -201,10 +216,11 @@ def interpret(run_dir: Path, data_dir: Path | None = None, show: bool = True) ->
     from kaggletools.runs import report as html_report
     from kaggletools.runs import interpret as interpretation
     from kaggletools.runs import folder as runs
+    from kaggletools.competition import inferred
 
     run = runs.Run.open(run_dir, finished=False)
     with runs.damaged(run.file("config.json")):
-        comp = registry.get(run.load_json("config.json")["competition"])
+        comp = inferred.for_run(run.load_json("config.json"))
     written = interpretation.write(run, comp, data_dir=data_dir)
     for note in interpretation.notes(run):
         progress.write(f"note: {note}", show)
@@ -214,7 +230,7 @@ def interpret(run_dir: Path, data_dir: Path | None = None, show: bool = True) ->
 def show_batch(name: str, data_dir: Path, out: Path | None = None, **overrides) -> Path:
     """A grid of augmented training inputs exactly as the training loop makes them, de-normalised,
     with their labels (default show_batch-<slug>.png); creates no run folder."""
-    comp, recipe, run_options = settings(name, overrides)
+    comp, recipe, run_options = settings(name, overrides, data_dir)
     backbone_names.check_all(recipe, run_options)
     from kaggletools.steps import show_batch as gallery
 
@@ -225,7 +241,7 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
                    **overrides) -> dict:
     """K-fold: one run per fold (in one folder), then the folds blended: out-of-fold score and
     post-processing, fold-averaged test probabilities, one validated submission."""
-    comp, recipe, run_options = settings(name, {**overrides, "folds": folds})
+    comp, recipe, run_options = settings(name, {**overrides, "folds": folds}, data_dir)
     backbone_names.check_all(recipe, run_options)
     from kaggletools.steps import blend as blending
     from kaggletools.steps import predict as inference
@@ -238,7 +254,7 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
     cv = runs.Run.create(Path(run_options.runs_dir) / comp.slug, f"cv{folds}")
     out = Path(out) if out else SUBMISSIONS / f"{comp.slug}-{cv.path.name}.csv"
     inference.refuse_existing(out, overwrite)
-    fold_runs = [train(comp.slug, data_dir, folder=cv.path / f"fold{k}", **{**overrides, "folds": folds, "fold": k})
+    fold_runs = [train(comp, data_dir, folder=cv.path / f"fold{k}", **{**overrides, "folds": folds, "fold": k})
                  for k in range(folds)]
     return blending.blend([r.path for r in fold_runs], data_dir=data_dir, folder=cv.path, out=out,
                           overwrite=overwrite, show=run_options.progress)
@@ -273,7 +289,7 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
     """The whole loop: (download), prepare, train, predict with TTA, validated submission, (submit).
     Under torchrun, rank 0 downloads and unpacks while the others wait, all ranks train, and
     rank 0 alone predicts, writes (and submits); the others return {}."""
-    comp, recipe, run_options = settings(name, overrides)
+    comp, recipe, run_options = settings(name, overrides, data_dir, need_test=True, work=work)
     backbone_names.check_all(recipe, run_options)
     from kaggletools.steps import predict as inference
     from kaggletools.steps import train as training
@@ -302,7 +318,7 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
     csv = predict(the_run.path, data_dir, out=out, overwrite=overwrite, device=run_options.device,
                   progress=run_options.progress)
     if submit_message:
-        submit(comp.slug, csv, submit_message, data_dir)
+        submit(comp, csv, submit_message, data_dir)
     report = the_run.load_json("report.json")
     return {"run": str(the_run.path), "submission": str(csv), "plain": report.get("plain"),
             "with_tta": report.get("with_tta"), "post": report.get("post")}

@@ -177,3 +177,28 @@ def resolve(recipe: Recipe, overrides: dict) -> tuple[Recipe, RunOptions]:
         raise OptionError(f"unknown option(s) {said}")
     return (recipe.replace(**{k: v for k, v in overrides.items() if k in recipe_fields}),
             RunOptions().replace(**{k: v for k, v in overrides.items() if k in run_fields}))
+
+
+@dataclass(frozen=True)
+class Inference(_Options):
+    """What settles a data folder that `kaggletools.competition.infer` finds ambiguous (a competition
+    without a module); each field empty: inferred. Saved with the run (config.json, `inferred`)."""
+
+    labels: str = option("", "the label CSV, relative to the data folder (default: the CSV whose column names "
+                             "the training images)", metavar="FILE")
+    images: str = option("", "the training images' folder (images, or one folder per class), relative to the "
+                             "data folder", metavar="DIR")
+    test: str = option("", "the test images' folder, relative to the data folder", metavar="DIR")
+    id_column: str = option("", "the label CSV's column naming the images", metavar="COLUMN")
+    label_column: str = option("", "the label CSV's label column (a class name, 0/1, or space-separated tags)",
+                               metavar="COLUMN")
+    task: str = option("", "binary, multiclass or multilabel (default: from the labels)",
+                       choices=("binary", "multiclass", "multilabel"))
+    classes: str = option("", "the classes, comma-separated, in submission order (binary: the positive one)",
+                          metavar="A,B,...")
+    metric: str = option("", "a metric of kaggletools.score.catalog by name (default: from the submission format)",
+                         metavar="NAME")
+
+    def given(self) -> dict:
+        """The fields set (the flags given)."""
+        return {k: v for k, v in self.to_dict().items() if v}

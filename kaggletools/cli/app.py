@@ -156,8 +156,12 @@ def parser(recipe=None) -> argparse.ArgumentParser:
                        parents=[common])
     s.add_argument("run", type=Path)
     s = verb("show-batch", "save a grid of augmented training inputs with their labels")
-    s.set_defaults(names=cli_flags.add(s, Recipe, recipe))
+    s.set_defaults(names=cli_flags.add(s, Recipe, recipe) + cli_flags.inference(s))
     s.add_argument("--out", type=Path, help="image file (default show_batch-<slug>.png)")
+    s = verb("new", "write the module of a competition inferred from its data folder (--data)")
+    s.set_defaults(names=cli_flags.inference(s) + cli_flags.add(s, Recipe, None, only={"group_by"}))
+    s.add_argument("--out", type=Path, help="the module file (default <slug with _>.py)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing module file")
     s = sub.add_parser("demo", help="the whole loop offline on a competition's generated download",
                        parents=[common])
     s.add_argument("competition", nargs="?", help="default: the registry's default (Dogs vs. Cats redux)")

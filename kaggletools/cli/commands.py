@@ -199,6 +199,13 @@ def show_batch(a, name) -> None:
     print(api.show_batch(name, _data(a, name), out=a.out, **cli_flags.values(a, a.names)))
 
 
+def new(a, name) -> None:
+    if a.data is None:
+        raise CompetitionError(f"`new` reads the competition's data folder: kaggletools new {name} --data DIR")
+    out = api.new(name, a.data, out=a.out, overwrite=a.overwrite, show=not a.quiet, **cli_flags.values(a, a.names))
+    print(f"{out}: register it from your package (README: Adding a competition), or copy it into competitions/")
+
+
 def demo(a) -> None:
     api.demo(a.competition, a.dir, progress=not a.quiet)
 
@@ -206,4 +213,5 @@ def demo(a) -> None:
 HANDLERS = {"competitions": competitions, "files": files, "download": download, "prepare": prepare,
             "sample": sample, "check": check, "lr-find": lr_find, "train": train, "cv": cv, "predict": predict,
             "validate": validate, "submit": submit, "submissions": submissions, "leaderboard": leaderboard,
-            "run": run, "blend": blend, "runs": runs, "interpret": interpret, "show-batch": show_batch, "demo": demo}
+            "run": run, "blend": blend, "runs": runs, "interpret": interpret, "show-batch": show_batch, "demo": demo,
+            "new": new}

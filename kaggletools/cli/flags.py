@@ -9,11 +9,11 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from kaggletools.options import Recipe, RunOptions
+from kaggletools.options import Inference, Recipe, RunOptions
 
 # verbs whose first argument is a competition
 NEEDS_COMPETITION = {"files", "download", "prepare", "sample", "check", "lr-find", "train", "cv", "validate",
-                     "submit", "submissions", "leaderboard", "run", "show-batch"}
+                     "submit", "submissions", "leaderboard", "run", "show-batch", "new"}
 
 SKIP = {"progress"}  # offered as -q/--quiet on every verb
 
@@ -56,4 +56,10 @@ def values(args: argparse.Namespace, names: list[str]) -> dict:
 def recipe_and_options(parser, recipe: Recipe | None, only_options: set[str] | None = None) -> list[str]:
     names = add(parser, Recipe, recipe, title="recipe (what to train; defaults are the competition's)")
     names += add(parser, RunOptions, None, only_options, title="run options (how to run it)")
-    return names
+    return names + inference(parser)
+
+
+def inference(parser) -> list[str]:
+    """The flags that settle what a data folder leaves open (a competition without a module)."""
+    return add(parser, Inference, None, title="a competition without a module (inferred from --data; these settle "
+                                               "what the folder leaves open)")

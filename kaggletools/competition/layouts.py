@@ -150,6 +150,22 @@ def labelled_by_tags(data_dir: Path, csv_name: str, folder: str, id_column: str,
     return _with_images(labels, data_dir, csv_name, folder, id_column)
 
 
+def labelled_by_columns(data_dir: Path, csv_name: str, folder: str, id_column: str, classes) -> pd.DataFrame:
+    """Items of an image folder labelled by a CSV with one 0/1 column per class (`id_column`, then
+    the classes): columns id, source and the class columns (text; the task checks them). Ids as
+    for `labelled_by_csv`; duplicate ids are errors naming the file."""
+    path = Path(data_dir) / csv_name
+    df = read_csv(path, (id_column, *classes))
+    ids = df[id_column].str.strip()
+    dup = ids[ids.duplicated()].unique()
+    if len(dup):
+        raise CompetitionError(f"{path}: {len(dup)} duplicate id(s), e.g. {list(dup[:5])}; each image needs one row")
+    labels = pd.DataFrame({"id": ids.to_numpy()})
+    for c in classes:
+        labels[c] = df[c].str.strip().to_numpy()
+    return _with_images(labels, data_dir, csv_name, folder, id_column)
+
+
 def _with_images(labels: pd.DataFrame, data_dir: Path, csv_name: str, folder: str, id_column: str,
                  skip_unlabelled: bool = False) -> pd.DataFrame:
     """The rows of a label CSV matched to the images of `folder` (see `match_labels`), marked

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 import kaggletools.competition.registry as registry
+from kaggletools.competition import inferred
 from kaggletools.errors import CompetitionError, RunError
 from kaggletools.runs.folder import Run, runs_under
 
@@ -13,11 +14,12 @@ from kaggletools.runs.folder import Run, runs_under
 def table(root: Path, competition: str | None = None) -> pd.DataFrame:
     """Past runs below `root` (one competition's, or all): backbone, size, epochs, scores plain and
     with TTA, seconds, status; finished runs best first within each competition."""
-    wanted = registry.get(competition).slug if competition else None
-    rows = []
+    known = competition in registry.names() or competition in registry.aliases()
+    wanted = (registry.get(competition).slug if known else competition) if competition else None  # or inferred
+    rows, higher = [], {}
     for run in runs_under(root):
         try:
-            row = _row(run, registry)
+            row = _row(run, higher)
         except (RunError, CompetitionError, KeyError, TypeError, ValueError, AttributeError) as e:
             row = {"competition": None, "run": str(run.path), "status": "damaged", "backbone": str(e)[:80]}
         if wanted and row["competition"] != wanted:
@@ -29,20 +31,22 @@ def table(root: Path, competition: str | None = None) -> pd.DataFrame:
         return df
     order = list(df.index[df["competition"].isna()])  # damaged folders first: they need looking at
     for slug, group in df.groupby("competition", sort=True):
-        higher = registry.get(slug).greater_is_better
         score = group["tta"].fillna(group["plain"])
-        order += list(group.assign(_done=group["status"] != "finished", _score=-score if higher else score)
+        order += list(group.assign(_done=group["status"] != "finished", _score=-score if higher[slug] else score)
                       .sort_values(["_done", "_score"], na_position="last").index)
     return df.loc[order].reset_index(drop=True)
 
 
-def _row(run: Run, registry) -> dict:
-    """One run as a row of `table`; damaged files raise."""
+def _row(run: Run, higher: dict) -> dict:
+    """One run as a row of `table` (its metric's direction into `higher`); damaged files raise."""
     config = run.load_json("config.json")
     slug = config.get("competition")
     recipe, options, status = config.get("recipe", {}), config.get("options", {}), run.status()
     report = run.load_json("report.json") if run.file("report.json").is_file() else {}
-    metric = registry.get(slug).metric_name if slug else None
+    comp = inferred.for_run(config) if slug else None  # registered, or rebuilt from the recorded inference
+    metric = comp.metric_name if comp else None
+    if comp:
+        higher[slug] = comp.greater_is_better
     plain, tta = report.get("plain") or report.get("scores") or {}, report.get("with_tta") or {}
     return {"competition": slug, "run": str(run.path), "status": status,
             "backbone": recipe.get("backbone", "blend" if "blend" in config else ""),

@@ -17,26 +17,33 @@ from kaggletools import progress
 MIN_HALF = 4  # fewer validation items per half than this: no cross-fitted scores
 
 
-def half(task, y: np.ndarray, classes, seed: int) -> np.ndarray:
-    """A mask of one stratified half of the items (a random half when the task cannot stratify them)."""
+def half(task, y: np.ndarray, classes, seed: int, groups=None) -> np.ndarray | None:
+    """A mask of one stratified half of the items (a random half when the task cannot stratify them);
+    with `groups` (one per item) each group whole on one side, None when that cannot be done."""
     n = len(y)
     try:
-        chosen, _ = task.split(y, n // 2, seed, classes)
+        chosen, _ = task.split(y, n // 2, seed, classes, **({} if groups is None else {"groups": groups}))
     except ValueError:
+        if groups is not None:
+            return None
         chosen = np.random.default_rng(seed).permutation(n)[: n // 2]
     mask = np.zeros(n, bool)
     mask[chosen] = True
     return mask
 
 
-def cross_fitted(competition, y: np.ndarray, probs: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """{variant: metric}, each tuned on one half of the items and scored on the other."""
+def cross_fitted(competition, y: np.ndarray, probs: np.ndarray, seed: int = 0, groups=None) -> dict[str, float]:
+    """{variant: metric}, each tuned on one half of the items and scored on the other; with
+    `groups`, no group on both sides ({} when the items hold too few groups)."""
     n = len(y)
     if n < 2 * MIN_HALF:
         return {}
-    in_a = half(competition.task, y, competition.classes, seed)
+    in_a = half(competition.task, y, competition.classes, seed, groups)
+    if in_a is None or not in_a.any() or in_a.all():
+        return {}
     parts = [(in_a, ~in_a), (~in_a, in_a)]
-    fitted = [competition.post_variants(y[fit], probs[fit]) for fit, _ in parts]
+    fitted = [post_variants(competition, y[fit], probs[fit], None if groups is None else np.asarray(groups)[fit])
+              for fit, _ in parts]
     scores = {}
     for name in [n for n in fitted[0] if n in fitted[1]]:
         total = sum(score.sum() * competition.metric(y[score], probs[score], chosen[name])
@@ -45,9 +52,34 @@ def cross_fitted(competition, y: np.ndarray, probs: np.ndarray, seed: int = 0) -
     return scores
 
 
-def validate(learner, items: pd.DataFrame, run=None, post: dict | None = None) -> dict:
+def post_variants(competition, y, probs, groups=None) -> dict:
+    """competition.post_variants(y, probs), given `groups` when there are some and it takes them
+    (a module written before groups keeps its two-argument override)."""
+    return competition.post_variants(y, probs, **_groups_for(competition.post_variants, groups))
+
+
+def fit_post(competition, y, probs, groups=None) -> dict:
+    """competition.fit_post(y, probs), given `groups` as `post_variants` is."""
+    return competition.fit_post(y, probs, **_groups_for(competition.fit_post, groups))
+
+
+def _groups_for(method, groups) -> dict:
+    import inspect
+
+    if groups is None:
+        return {}
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    takes = any(p.name == "groups" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return {"groups": groups} if takes else {}
+
+
+def validate(learner, items: pd.DataFrame, run=None, post: dict | None = None, groups=None) -> dict:
     """Predictions on the validation items with and without TTA, post-processing tuned on the
-    TTA ones (unless `post` is given, e.g. from another run), honest scores; saved in `run`."""
+    TTA ones (unless `post` is given, e.g. from another run), honest scores; saved in `run`.
+    `groups`: each item's group (kaggletools.data.items.Split.groups) for grouped honest halves."""
     comp, d, r = learner.competition, learner.data, learner.recipe
     if len(d.valid_idx) == 0:
         return {"n_valid": 0, "post": post or {}, "tta": r.tta, "epochs": learner.history,
@@ -55,12 +87,13 @@ def validate(learner, items: pd.DataFrame, run=None, post: dict | None = None) -
                                                                      if post else "")}
     out = learner.predict(d.valid_idx, r.tta, desc="valid (TTA)")
     y = d.y[d.valid_idx]
-    chosen = post if post is not None else comp.fit_post(y, out.tta)
+    g = None if groups is None else np.asarray(groups)[d.valid_idx]
+    chosen = post if post is not None else fit_post(comp, y, out.tta, g)
     report = {"n_valid": int(len(d.valid_idx)), "tta": r.tta, "post": chosen,
               "post_source": "given" if post is not None else "tuned on all validation items",
               "plain": learner.scores(y, out.plain), "with_tta": learner.scores(y, out.tta),
-              "with_post": {"plain": cross_fitted(comp, y, out.plain, r.seed),
-                            "tta": cross_fitted(comp, y, out.tta, r.seed)},
+              "with_post": {"plain": cross_fitted(comp, y, out.plain, r.seed, g),
+                            "tta": cross_fitted(comp, y, out.tta, r.seed, g)},
               "epochs": learner.history}
     if run is not None:
         run.save_table("valid_predictions.csv", prediction_table(comp, items["id"].to_numpy()[d.valid_idx], y,

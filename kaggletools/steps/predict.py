@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kaggletools.data import cache
-import kaggletools.competition.registry as registry
+from kaggletools.competition import inferred
 from kaggletools.data import items as data
 from kaggletools.model import device as devices
 from kaggletools.model import network as models
@@ -42,7 +42,7 @@ class SavedRun:
         state = run.load_weights()
         with runs.damaged(run.file(runs.WEIGHTS)):
             meta = state["meta"]
-            comp = registry.get(meta["competition"])
+            comp = inferred.for_run(meta)
             named = run.load_json("config.json").get("competition")
             if named != meta["competition"]:
                 raise RunError(f"{run.path / runs.WEIGHTS} holds a model of {meta['competition']!r} but "

@@ -1,0 +1,201 @@
+"""`kaggletools new SLUG --data DIR`: the module of an inferred competition (a Spec, see
+kaggletools.competition.inferred) as Python source in the shape of the README's examples: a class
+on a base, `items` through the layouts, and a `make_fixture` whose generated download mirrors the
+real one (the same folders, label file columns, ids with or without suffix, sample submission)."""
+from __future__ import annotations
+
+import keyword
+import re
+
+from kaggletools.competition.inferred import BASES, FORMATS, Spec
+
+MAX_FIXTURE_CLASSES = 6   # a fixture of 64 images learns a few classes, not 120
+
+
+def source(spec: Spec) -> str:
+    """The module's text."""
+    base = BASES[spec.format].__name__
+    lines = [f'"""{spec.slug}: written by `kaggletools new` from its data folder; edit freely.',
+             "",
+             f"Training images: {_where(spec)}; a {spec.task} task scored by {spec.metric_name}; the submission "
+             f"holds {FORMATS[spec.format]}",
+             f'({spec.sample or "no sample submission was found: the format is a guess"})."""',
+             "from __future__ import annotations", "", "from pathlib import Path", "", "import numpy as np",
+             "import pandas as pd", "",
+             "from kaggletools.competition import Recipe, fixtures, layouts, register",
+             f"from kaggletools.competition.bases import {base}"]
+    if spec.metric:
+        lines.append("from kaggletools.score import catalog")
+    lines += ["", f"CLASSES = {_tuple(spec.classes)}", "", "",
+              f"@register({spec.slug!r})", f"class {_class_name(spec.slug)}({base}):",
+              f"    title = {spec.slug!r}", "    classes = CLASSES",
+              f"    files = {_tuple(_files(spec))}"]
+    if spec.submission_id != "id":
+        lines.append(f"    id_column = {spec.submission_id!r}")
+    if spec.format != "probs" and spec.submission_label != "label":
+        lines.append(f"    label_column = {spec.submission_label!r}")
+    if spec.group_column:
+        lines.append(f"    group_column = {spec.group_column!r}           # groups never straddle a split")
+    if spec.format == "label" and not spec.metric:
+        lines.append('    metric_name = "accuracy"                   # micro-F1: for one label per image, accuracy')
+    lines += ["    recipe = Recipe(backbone=\"resnet34\", size=224, freeze_epochs=1, epochs=2, tta=\"flip\")",
+              '    demo = {"size": 64}', ""]
+    lines += _metric(spec) + _items(spec) + _sample_method(spec) + _fixture(spec)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _where(spec: Spec) -> str:
+    if spec.layout == "folders":
+        return f"{spec.train}/<class>/<image>"
+    return f"{spec.train}/, labelled by {spec.labels}"
+
+
+def _files(spec: Spec) -> list[str]:
+    tops = list(dict.fromkeys(f"{p.split('/')[0]}.zip" for p in (spec.train, spec.test) if p))
+    return tops + [f for f in (spec.labels, spec.group_file, spec.sample) if f and f not in tops]
+
+
+def _tuple(values) -> str:
+    values = list(values)
+    return "(" + ", ".join(repr(v) for v in values) + ("," if len(values) == 1 else "") + ")"
+
+
+def _class_name(slug: str) -> str:
+    name = "".join(part.capitalize() for part in re.split(r"[^0-9a-zA-Z]+", slug) if part) or "Competition"
+    name = name if name[0].isalpha() else f"Competition{name}"
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def _metric(spec: Spec) -> list[str]:
+    if not spec.metric:
+        return []
+    from kaggletools.score import catalog
+
+    metric = catalog.get(spec.metric)
+    name = repr(metric.name)
+    if spec.format == "tags":
+        return [f"    metric_name = {name}", "",
+                "    def score_decisions(self, y_true, decisions) -> float:",
+                f"        return catalog.get({name}).score(y_true, np.asarray(decisions, float))", ""]
+    lines = [f"    metric_name = {name}", f"    greater_is_better = {metric.greater_is_better}", "",
+             "    def metric(self, y_true, probs, post=None) -> float:",
+             f"        return catalog.get({name}).score(y_true, probs, post)", ""]
+    if spec.format != "label":
+        lines += ["    def fit_post(self, y_true, probs) -> dict:",
+                  f"        return catalog.get({name}).fit_post(y_true, probs)", ""]
+    return lines
+
+
+def _items(spec: Spec) -> list[str]:
+    train = {"folders": f"layouts.labelled_by_folder(data_dir, {spec.train!r}, CLASSES)",
+             "csv": f"layouts.labelled_by_csv(data_dir, {spec.labels!r}, {spec.train!r}, {spec.id_column!r}, "
+                    f"{spec.label_column!r})",
+             "tags": f"layouts.labelled_by_tags(data_dir, {spec.labels!r}, {spec.train!r}, {spec.id_column!r}, "
+                     f"{spec.label_column!r}, CLASSES)",
+             "columns": f"layouts.labelled_by_columns(data_dir, {spec.labels!r}, {spec.train!r}, "
+                        f"{spec.id_column!r}, CLASSES)"}[spec.layout]
+    if spec.test_list:
+        test = f"layouts.listed(data_dir, {spec.test_list!r}, {spec.test!r}, {spec.submission_id!r})"
+    else:
+        test = f"layouts.unlabelled(data_dir, {spec.test or 'test'!r}, keep_suffix={spec.keep_suffix})"
+    lines = ["    def items(self, data_dir: Path, split: str) -> pd.DataFrame:", '        if split == "train":']
+    if spec.group_column:
+        lines += [f"            table = {train}",
+                  f"            groups = layouts.read_csv(Path(data_dir) / {spec.group_file!r}, "
+                  f"({spec.group_id!r}, {spec.group_column!r}))",
+                  f"            table[{spec.group_column!r}] = table[\"id\"].map(dict(zip(groups[{spec.group_id!r}], "
+                  f"groups[{spec.group_column!r}])))",
+                  "            return table"]
+    else:
+        lines.append(f"            return {train}")
+    return lines + [f"        return {test}", ""]
+
+
+def _sample_method(spec: Spec) -> list[str]:
+    if not spec.sample or spec.sample in ("sample_submission.csv", "sampleSubmission.csv"):
+        return []
+    return ["    def sample_submission(self, data_dir: Path) -> Path | None:",
+            f"        path = Path(data_dir) / {spec.sample!r}",
+            "        return path if path.is_file() else None", ""]
+
+
+def _fixture(spec: Spec) -> list[str]:
+    """make_fixture: the real layout in miniature, each class drawn as its own shape and colour."""
+    multilabel = spec.task == "multilabel"
+    k = "2" if spec.task == "binary" else f"min(len(CLASSES), {MAX_FIXTURE_CLASSES})"
+    fmt = ', "PNG"' if spec.suffix == ".png" else ""
+    name = "f\"{i}" + spec.suffix + "\"" if spec.keep_suffix else "i"
+    lines = ["    def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -> pd.DataFrame:",
+             '        """The download in miniature, laid out as the real one; returns the hidden test answers."""',
+             "        rng = np.random.default_rng(seed)", f"        k = {k}",
+             "        ids = fixtures.hex_ids(n_train + n_test, rng, 12)"]
+    if multilabel:
+        lines += ["        rows = fixtures.random_tags(n_train + n_test, k, rng)",
+                  f"        image = {{i: fixtures.encode(fixtures.tags_image(r, k, rng, side=64){fmt}) "
+                  "for i, r in zip(ids, rows)}",
+                  "        onehot = np.zeros((len(ids), len(CLASSES)))",
+                  "        for row, present in enumerate(rows):", "            onehot[row, present] = 1"]
+    else:
+        lines += ["        labels = fixtures.balanced_labels(n_train + n_test, k, rng)",
+                  f"        image = {{i: fixtures.encode(fixtures.class_image(int(c), k, rng, side=64){fmt}) "
+                  "for i, c in zip(ids, labels)}",
+                  "        onehot = np.eye(len(CLASSES))[labels]" if spec.task != "binary" else
+                  "        onehot = labels[:, None].astype(float)"]
+    lines += [f"        names = [{name} for i in ids]",
+              f"        suffix = {spec.suffix!r}",
+              "        train, test = list(range(n_train)), list(range(n_train, n_train + n_test))"]
+    if spec.layout == "folders":
+        entries = f"f\"{spec.train}/{{CLASSES[labels[j]]}}/{{ids[j]}}{{suffix}}\""
+    else:
+        entries = f"f\"{spec.train}/{{ids[j]}}{{suffix}}\""
+    test_folder = spec.test or "test"
+    lines += [f"        packed = {{{entries}: image[ids[j]] for j in train}}",
+              f"        packed.update({{f\"{test_folder}/{{ids[j]}}{{suffix}}\": image[ids[j]] for j in test}})",
+              "        folder = Path(folder)",
+              "        for top in sorted({name.split(\"/\")[0] for name in packed}):",
+              "            fixtures.write_zip(folder / f\"{top}.zip\", {n: b for n, b in packed.items() "
+              "if n.split(\"/\")[0] == top})"]
+    lines += _label_file(spec) + _group_file(spec) + _answers(spec)
+    return lines
+
+
+def _label_file(spec: Spec) -> list[str]:
+    if spec.layout == "folders":
+        return []
+    column = {"csv": f"{spec.label_column!r}: " + ("labels[train]" if spec.task == "binary"
+                                                  else "[CLASSES[c] for c in labels[train]]"),
+              "tags": f"{spec.label_column!r}: [\" \".join(CLASSES[c] for c in rows[j]) for j in train]"}
+    table = (f"pd.DataFrame({{{spec.id_column!r}: [names[j] for j in train], {column[spec.layout]}}})"
+             if spec.layout in column else
+             f"pd.DataFrame(onehot[train].astype(int), columns=list(CLASSES)).assign("
+             f"**{{{spec.id_column!r}: [names[j] for j in train]}})[[{spec.id_column!r}, *CLASSES]]")
+    lines = [f"        labels_table = {table}"]
+    if spec.group_file == spec.labels and spec.group_column:
+        lines.append(f"        labels_table[{spec.group_column!r}] = [f\"g{{j % 8}}\" for j in train]")
+    return lines + [f"        labels_table.to_csv(folder / {spec.labels!r}, index=False)"]
+
+
+def _group_file(spec: Spec) -> list[str]:
+    if not spec.group_column or spec.group_file == spec.labels:
+        return []
+    return [f"        pd.DataFrame({{{spec.group_id!r}: [names[j] for j in train], "
+            f"{spec.group_column!r}: [f\"g{{j % 8}}\" for j in train]}}).to_csv(folder / {spec.group_file!r}, "
+            "index=False)"]
+
+
+def _answers(spec: Spec) -> list[str]:
+    test_ids = "[names[j] for j in test]"
+    if spec.format == "probs":
+        answers = (f"pd.DataFrame(onehot[test], columns=list(CLASSES)).assign(**{{{spec.submission_id!r}: "
+                   f"{test_ids}}})[[{spec.submission_id!r}, *CLASSES]]")
+        sample = "answers.assign(**{c: 1 / len(CLASSES) for c in CLASSES})"
+    else:
+        value = {"binary": "labels[test]", "label": "[CLASSES[c] for c in labels[test]]",
+                 "tags": "[\" \".join(CLASSES[c] for c in rows[j]) for j in test]"}[spec.format]
+        first = {"binary": "0.5", "label": "CLASSES[0]", "tags": "CLASSES[0]"}[spec.format]
+        answers = f"pd.DataFrame({{{spec.submission_id!r}: {test_ids}, {spec.submission_label!r}: {value}}})"
+        sample = f"answers.assign(**{{{spec.submission_label!r}: {first}}})"
+    lines = [f"        answers = {answers}"]
+    if spec.sample:
+        lines.append(f"        {sample}.to_csv(folder / {spec.sample!r}, index=False)")
+    return lines + ["        return answers"]
