@@ -5,6 +5,7 @@ baseline on the fixture's hidden answers, and the rejection of broken submission
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from kaggletools.data import items as data
 from kaggletools.steps import demo
 from kaggletools.score import grade
 from kaggletools.model import network as models
-from kaggletools.score import submission
+from kaggletools.score import submission, validation
 from kaggletools.competition import tasks
 from kaggletools.errors import CompetitionError
 from kaggletools.options import Recipe
@@ -132,6 +133,42 @@ def test_split_and_folds_keep_every_class_that_has_enough_items(prepared):
     for f in range(4):
         in_fold = comp.task.counts(y[folds.fold == f])
         assert all(in_fold[c] > 0 for c in np.flatnonzero(counts >= 4)), f"fold {f} misses a class"
+
+
+def test_groups_never_straddle_a_split_a_fold_or_an_honest_half(prepared, monkeypatch):
+    """A competition that declares a group column (e.g. State Farm's drivers) keeps each group on
+    one side of every split, fold and honest half, and split.csv records the groups."""
+    comp, folder, _ = prepared
+    if not comp.group_column:
+        pytest.skip(f"{comp.slug} declares no group column")
+    items = data.train_items(comp, folder)
+    groups = items[comp.group_column].astype(str).to_numpy()
+    assert len(set(groups)) >= 4, "the fixture holds several groups"
+
+    def one_side(mask) -> bool:
+        mask = np.asarray(mask, bool)
+        return mask.any() and not mask.all() and not set(groups[mask]) & set(groups[~mask])
+
+    y = comp.targets(items)
+    for seed in (0, 7):
+        made = data.split(comp, items, 0.25, seed)
+        assert one_side(made.valid)
+        assert list(made.table(items["id"])[comp.group_column]) == list(groups)
+        folds = data.folds(comp, items, 4, seed)
+        assert all(one_side(folds.fold == f) for f in range(4))
+        assert one_side(validation.half(comp.task, y, comp.classes, seed, groups))
+    fitted = []
+    own = comp.post_variants
+    takes = "groups" in inspect.signature(own).parameters
+
+    def spy(yy, pp, groups=None):
+        fitted.append(set(groups))
+        return own(yy, pp, groups=groups) if takes else own(yy, pp)
+
+    monkeypatch.setattr(comp, "post_variants", spy)
+    probs = 0.6 * y + 0.4 / y.shape[1] if y.shape[1] > 1 else 0.5 * y + 0.25
+    validation.cross_fitted(comp, y, probs, seed=1, groups=groups)
+    assert len(fitted) == 2 and not fitted[0] & fitted[1], "the two tuning halves share a group"
 
 
 @pytest.mark.skipif(not _offline_weights(), reason="mobilenet_v2 ImageNet weights not installed (scripts/install.sh "

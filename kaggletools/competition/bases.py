@@ -7,6 +7,8 @@
 - `MultiClassLabel`: one column holding the predicted class's name, micro-F1 (= accuracy).
 - `MultiLabelTags`: the predicted tags, space-separated, in one column; mean F-beta over items
   with thresholds chosen honestly (0.5, 0.2, one tuned global or per-tag).
+- `ByMetric`: put before one of the above and declare `metric_name` from kaggletools.score.catalog
+  (`qwk`, `map@5`, `f1_macro`, ...): metric, direction and post-processing come from the catalog.
 Each implements the metric, the post-processing, the submission both ways and its value checks;
 the subclass declares slug, classes, files, `items` and `make_fixture`.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kaggletools.score import metrics
+from kaggletools.score import catalog, metrics
 import kaggletools.competition.layouts as layouts
 import kaggletools.competition.tags as multilabel
 import kaggletools.competition.tasks as tasks
@@ -121,8 +123,12 @@ class MultiClassLabel(Competition):
     def metric(self, y_true, probs, post=None) -> float:
         return metrics.micro_f1(y_true, probs)
 
+    def decide_labels(self, probs, post) -> np.ndarray:
+        """The class index written for each item (the argmax; ByMetric: as its metric decides)."""
+        return self.task.decode(probs)
+
     def submission(self, ids, probs, post) -> pd.DataFrame:
-        names = np.asarray(self.classes, dtype=object)[self.task.decode(probs)]
+        names = np.asarray(self.classes, dtype=object)[self.decide_labels(probs, post or {})]
         return pd.DataFrame({self.id_column: list(ids), self.label_column: names})
 
     def read_submission(self, df) -> np.ndarray:
@@ -169,28 +175,29 @@ class MultiLabelTags(Competition):
     def metric(self, y_true, probs, post=None) -> float:
         return self.score_decisions(np.asarray(y_true), self.decide(probs, post))
 
-    def fit_post(self, y_true, probs) -> dict:
+    def fit_post(self, y_true, probs, groups=None) -> dict:
         y, probs = np.asarray(y_true), np.asarray(probs)
-        return multilabel.choose_thresholds(y, probs, self.classes, self.rules, self.beta, self._halves(y),
+        return multilabel.choose_thresholds(y, probs, self.classes, self.rules, self.beta, self._halves(y, groups),
                                             score=self._own_score(), metric_name=self.metric_name)
 
-    def post_variants(self, y_true, probs) -> dict:
+    def post_variants(self, y_true, probs, groups=None) -> dict:
         """Each threshold variant, and `chosen`: the whole choice (itself cross-fitted inside the
-        tuning half)."""
+        tuning half, on halves that keep each of `groups` whole)."""
         y, probs = np.asarray(y_true), np.asarray(probs)
         return {**multilabel.threshold_variants(y, probs, self.classes, self.rules, self.beta, score=self._own_score()),
-                "chosen": self.fit_post(y, probs)}
+                "chosen": self.fit_post(y, probs, groups)}
 
     def _own_score(self):
         """score_decisions when a subclass redefines it (F-beta has a faster search of its own)."""
         return None if type(self).score_decisions is MultiLabelTags.score_decisions else self.score_decisions
 
-    def _halves(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """multilabel.SPLITS pairs of disjoint stratified halves of the items (none below 2 x 4 items)."""
+    def _halves(self, y: np.ndarray, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """multilabel.SPLITS pairs of disjoint stratified halves of the items (none below 2 x 4
+        items); with `groups`, each group whole in one half (none when there are too few groups)."""
         if len(y) < 8:
             return []
-        masks = [validation.half(self.task, y, self.classes, seed) for seed in range(multilabel.SPLITS)]
-        return [(np.flatnonzero(m), np.flatnonzero(~m)) for m in masks]
+        masks = [validation.half(self.task, y, self.classes, seed, groups) for seed in range(multilabel.SPLITS)]
+        return [(np.flatnonzero(m), np.flatnonzero(~m)) for m in masks if m is not None and m.any() and not m.all()]
 
     def check_post(self, post: dict) -> None:
         multilabel.thresholds(post, self.classes)
@@ -208,3 +215,40 @@ class MultiLabelTags(Competition):
 
     def validate_rows(self, df) -> None:
         multilabel.check_tags(df[self.label_column], self.classes)
+
+
+class ByMetric:
+    """A metric of kaggletools.score.catalog by name. Put it before a submission base and declare
+    `metric_name`, e.g. `class Aptos(ByMetric, MultiClassLabel): metric_name = "qwk"`: the metric,
+    its direction and its post-processing (cut-points, thresholds, a clip or floor) come from the
+    catalog; MultiClassLabel writes the classes as the metric decides them (qwk: the cut-points),
+    MultiLabelTags keeps its threshold search and rules and scores decisions with the metric."""
+
+    metric_name: str = ""
+
+    @property
+    def catalog_metric(self) -> catalog.Metric:
+        return catalog.get(self.metric_name)
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.catalog_metric.greater_is_better
+
+    def _tags(self) -> bool:
+        return isinstance(self, MultiLabelTags)
+
+    def metric(self, y_true, probs, post=None) -> float:
+        if self._tags():  # thresholds and rules decide, the metric scores the decisions
+            return super().metric(y_true, probs, post)
+        return self.catalog_metric.score(y_true, probs, post)
+
+    def score_decisions(self, y_true, decisions) -> float:
+        return self.catalog_metric.score(y_true, np.asarray(decisions, np.float64))
+
+    def fit_post(self, y_true, probs, groups=None) -> dict:
+        if self._tags():
+            return super().fit_post(y_true, probs, groups)
+        return self.catalog_metric.fit_post(y_true, probs)
+
+    def decide_labels(self, probs, post) -> np.ndarray:
+        return self.catalog_metric.labels(probs, post)

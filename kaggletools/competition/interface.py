@@ -92,10 +92,14 @@ class Competition(abc.ABC):
         """Post-processing tuned on validation predictions (a log-loss clip, thresholds)."""
         return {}
 
-    def post_variants(self, y_true: "np.ndarray", probs: "np.ndarray") -> dict:
+    def post_variants(self, y_true: "np.ndarray", probs: "np.ndarray", groups=None) -> dict:
         """{name: post} the report scores honestly (kaggletools.score.validation.cross_fitted): here
-        `fit_post`'s result as 'tuned' (none when it is {}); Planet offers 0.5, 0.2, global, per-tag."""
-        tuned = self.fit_post(y_true, probs)
+        `fit_post`'s result as 'tuned' (none when it is {}); Planet offers 0.5, 0.2, global, per-tag.
+        `groups` (one per item, or None): what a fit_post with honest halves of its own must keep
+        whole; a `fit_post(y_true, probs)` without it is called without it."""
+        from kaggletools.score import validation
+
+        tuned = validation.fit_post(self, y_true, probs, groups)
         return {"tuned": tuned} if tuned else {}
 
     def check_post(self, post: dict) -> None:

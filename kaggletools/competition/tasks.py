@@ -9,6 +9,7 @@ their loss, and scikit-learn's mixins, which carry `score`):
 | head | 1 output, sigmoid | k outputs, softmax | k outputs, sigmoid each |
 | loss | binary cross-entropy | cross-entropy | binary cross-entropy per class |
 | strata | the label | the class | the tag matrix (iterative) |
+| grouped strata | the label | the class | each item's rarest tag |
 | error rate | p > 0.5 wrong | argmax wrong | wrong tag decisions at 0.5 |
 | decode | 0/1 | class index | 0/1 per class (thresholds) |
 
@@ -48,12 +49,24 @@ class Task:
         """What splits, folds and samples stratify on."""
         raise NotImplementedError
 
-    def split(self, y, n_valid: int, seed: int, classes) -> tuple[np.ndarray, list[str]]:
-        """Held-out indices and notes on classes that could not be kept everywhere."""
+    def split(self, y, n_valid: int, seed: int, classes, groups=None) -> tuple[np.ndarray, list[str]]:
+        """Held-out indices and notes on classes that could not be kept everywhere; with `groups`
+        (one value per item) every group is held out whole or not at all."""
+        if groups is not None:
+            return stratify.group_split(self.group_strata(y), groups, n_valid, seed, self._group_names(classes))
         return stratify.single_split(self.strata(y), n_valid, seed, self._strata_names(classes))
 
-    def folds(self, y, k: int, seed: int, classes) -> tuple[np.ndarray, list[str]]:
+    def folds(self, y, k: int, seed: int, classes, groups=None) -> tuple[np.ndarray, list[str]]:
+        if groups is not None:
+            return stratify.group_folds(self.group_strata(y), groups, k, seed, self._group_names(classes))
         return stratify.single_folds(self.strata(y), k, seed, self._strata_names(classes))
+
+    def group_strata(self, y) -> np.ndarray:
+        """One stratum id per item for grouped splits (1-D, as StratifiedGroupKFold takes)."""
+        return self.strata(y)
+
+    def _group_names(self, classes):
+        return self._strata_names(classes)
 
     def choose(self, y, n: int, seed: int, classes) -> tuple[np.ndarray, list[str]]:
         return stratify.single_choice(self.strata(y), n, seed, self._strata_names(classes))
@@ -244,11 +257,22 @@ class MultiLabel(Task):
     def strata(self, y):
         return np.asarray(y) > 0.5
 
-    def split(self, y, n_valid, seed, classes):
+    def split(self, y, n_valid, seed, classes, groups=None):
+        if groups is not None:
+            return super().split(y, n_valid, seed, classes, groups)
         return stratify.multi_split(self.strata(y), n_valid, seed, list(classes))
 
-    def folds(self, y, k, seed, classes):
+    def folds(self, y, k, seed, classes, groups=None):
+        if groups is not None:
+            return super().folds(y, k, seed, classes, groups)
         return stratify.multi_folds(self.strata(y), k, seed, list(classes))
+
+    def group_strata(self, y):
+        """Each item's rarest tag: a 1-D proxy of the tag matrix for grouped splits."""
+        return stratify.rarest_tag(self.strata(y))
+
+    def _group_names(self, classes):
+        return [*classes, "no tag"]
 
     def choose(self, y, n, seed, classes):
         return stratify.multi_choice(self.strata(y), n, seed, list(classes))

@@ -53,46 +53,99 @@ def _check_unique(items: pd.DataFrame, data_dir, split: str) -> None:
 # -- splits ----------------------------------------------------------------------------------------
 @dataclass
 class Split:
-    """Which items are held out (`valid`), the fold of each item under k-fold, and notes on
-    classes that could not be kept in every part."""
+    """Which items are held out (`valid`), the fold of each item under k-fold, notes on classes
+    that could not be kept in every part, and each item's group (`groups`, from the item column
+    `group_column`) when groups keep to one side."""
 
     valid: np.ndarray
     fold: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    groups: np.ndarray | None = None
+    group_column: str = ""
 
     def table(self, ids) -> pd.DataFrame:
-        return pd.DataFrame({"id": ids, "is_valid": self.valid, **({"fold": self.fold} if self.fold is not None
-                                                                     else {})})
+        """split.csv: id, is_valid, fold (k-fold), and the group column (grouped splits)."""
+        table = pd.DataFrame({"id": ids, "is_valid": self.valid})
+        if self.fold is not None:
+            table["fold"] = self.fold
+        if self.groups is not None:
+            table[self.group_column if self.group_column not in table else "group"] = self.groups
+        return table
 
 
-def split(competition: "Competition", items: pd.DataFrame, valid_frac: float = 0.2, seed: int = 42) -> Split:
-    """A deterministic held-out split, stratified as the task says; valid_frac 0 holds out nothing."""
+def group_column(competition: "Competition", group_by: str = "") -> str:
+    """The item column whose groups keep to one side: `group_by` (--group-by), else the
+    competition's `group_column`; '' for none (also when group_by is 'none')."""
+    chosen = (group_by or competition.group_column or "").strip()
+    return "" if chosen.lower() == "none" else chosen
+
+
+def groups(competition: "Competition", items: pd.DataFrame, group_by: str = "") -> np.ndarray | None:
+    """Each item's group as text (None without a group column); a missing column or an item
+    without a group is a CompetitionError naming it."""
+    column = group_column(competition, group_by)
+    if not column:
+        return None
+    where = items.attrs.get("source", competition.slug)
+    if column not in items.columns:
+        raise CompetitionError(f"{where}: no group column {column!r} in the train items; their columns are "
+                               f"{', '.join(map(str, items.columns))}: pass --group-by with one of them (or none)")
+    values = items[column]
+    empty = values.isna() | (values.astype(str).str.strip() == "")
+    if empty.any():
+        raise CompetitionError(f"{where}: {int(empty.sum())} item(s) have no {column!r}, e.g. "
+                               f"{list(items['id'][empty][:3])}; give every item its group (or --group-by none)")
+    return values.astype(str).to_numpy()
+
+
+def _grouped(made: Split, groups_: np.ndarray | None, column: str) -> Split:
+    if groups_ is not None:
+        made.groups, made.group_column = groups_, column
+    return made
+
+
+def _with_groups(groups_: np.ndarray | None) -> dict:
+    """The task's `groups` argument, given only when there are groups (tasks written before
+    groups existed keep working)."""
+    return {} if groups_ is None else {"groups": groups_}
+
+
+def split(competition: "Competition", items: pd.DataFrame, valid_frac: float = 0.2, seed: int = 42,
+          group_by: str = "") -> Split:
+    """A deterministic held-out split, stratified as the task says; valid_frac 0 holds out nothing.
+    With a group column (see `group_column`) each group is held out whole or not at all."""
     if not 0 <= valid_frac < 1:
         raise CompetitionError(f"valid fraction must be in [0, 1), got {valid_frac}")
+    found, column = groups(competition, items, group_by), group_column(competition, group_by)
     if valid_frac == 0:
-        return Split(np.zeros(len(items), bool), notes=["no validation split: every labelled item trains"])
+        return _grouped(Split(np.zeros(len(items), bool), notes=["no validation split: every labelled item trains"]),
+                        found, column)
     y = competition.targets(items)
     n_valid = max(1, round(len(items) * valid_frac))
     if n_valid >= len(items):
         raise CompetitionError(f"cannot hold out {n_valid} of {len(items)} items; lower --valid-frac")
     try:
-        held, notes = competition.task.split(y, n_valid, seed, competition.classes)
+        held, notes = competition.task.split(y, n_valid, seed, competition.classes, **_with_groups(found))
     except ValueError as e:
         raise CompetitionError(f"cannot split {len(items)} items into train and valid: {e}") from None
     mask = np.zeros(len(items), bool)
     mask[held] = True
-    return Split(mask, notes=notes)
+    return _grouped(Split(mask, notes=notes), found, column)
 
 
-def folds(competition: "Competition", items: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> Split:
-    """k folds stratified as the task says; `fold` holds each item's fold number."""
+def folds(competition: "Competition", items: pd.DataFrame, n_folds: int = 5, seed: int = 42,
+          group_by: str = "") -> Split:
+    """k folds stratified as the task says; `fold` holds each item's fold number. With a group
+    column each group lies in one fold."""
     if n_folds < 2:
         raise CompetitionError(f"k-fold needs at least 2 folds, got {n_folds}")
+    found, column = groups(competition, items, group_by), group_column(competition, group_by)
     try:
-        fold, notes = competition.task.folds(competition.targets(items), n_folds, seed, competition.classes)
+        fold, notes = competition.task.folds(competition.targets(items), n_folds, seed, competition.classes,
+                                             **_with_groups(found))
     except ValueError as e:
         raise CompetitionError(f"cannot make {n_folds} folds of {len(items)} items: {e}") from None
-    return Split(fold == 0, fold, notes)
+    return _grouped(Split(fold == 0, fold, notes), found, column)
 
 
 def recorded_split(items: pd.DataFrame, table: pd.DataFrame, where: str) -> tuple[pd.DataFrame, Split]:
@@ -111,17 +164,20 @@ def recorded_split(items: pd.DataFrame, table: pd.DataFrame, where: str) -> tupl
     added = len(items) - len(kept)
     notes = [f"resumed on the {len(kept)} items the run started with"
              + (f"; {added} item(s) added to the data folder since then are left out" if added else "")]
-    return kept, Split(valid, fold, notes)
+    column = next((c for c in table.columns if c not in ("id", "is_valid", "fold")), "")
+    recorded = table[column].astype(str).to_numpy() if column else None
+    return kept, _grouped(Split(valid, fold, notes), recorded, column)
 
 
 def make_split(competition: "Competition", items: pd.DataFrame, valid_frac: float, seed: int, n_folds: int = 0,
-               fold: int = 0) -> Split:
-    """The split of a run: fold `fold` of `n_folds` held out, or a plain split."""
+               fold: int = 0, group_by: str = "") -> Split:
+    """The split of a run: fold `fold` of `n_folds` held out, or a plain split; `group_by`: the
+    group column (default: the competition's, see `group_column`)."""
     if n_folds:
-        made = folds(competition, items, n_folds, seed)
+        made = folds(competition, items, n_folds, seed, group_by)
         made.valid = made.fold == fold
         return made
-    return split(competition, items, valid_frac, seed)
+    return split(competition, items, valid_frac, seed, group_by)
 
 
 # -- samples -----------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Splits, folds and samples that keep every class: the algorithms behind the tasks' `split`,
 `folds` and `choose`. Single-label items are stratified on one class id each; multi-label items
-on their 0/1 tag matrix (iterative stratification, iterstrat). Each function returns its result
-and a list of notes saying which classes could not be kept where, and why.
+on their 0/1 tag matrix (iterative stratification, kaggletools.data.iterstrat). Each function
+returns its result and a list of notes saying which classes could not be kept where, and why.
+Grouped items (one driver's photos, one patient's scans) go to one side whole: `group_split` and
+`group_folds` (scikit-learn's StratifiedGroupKFold) take a 1-D stratum per item and its group.
 
 Why not sklearn's StratifiedShuffleSplit for a single-label split or sample: it allocates each
 class round(n * share) items and can give a class with few items none at all (a 25% validation
@@ -15,6 +17,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+
+from kaggletools.data import iterstrat
 
 
 def _allocate(counts: np.ndarray, total: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -103,12 +107,9 @@ def single_choice(labels: np.ndarray, n: int, seed: int, names) -> tuple[np.ndar
 
 # -- multi label: a 0/1 matrix per item ------------------------------------------------------------
 def multi_split(y: np.ndarray, n_valid: int, seed: int, names) -> tuple[np.ndarray, list[str]]:
-    """Iterative stratification (iterstrat), then every tag of two or more items swapped into the
-    held-out part (and kept in training) when it missed it."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-
-    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-    _, held = next(splitter.split(np.zeros(len(y)), y))
+    """Iterative stratification, then every tag of two or more items swapped into the held-out
+    part (and kept in training) when it missed it."""
+    _, held = iterstrat.shuffle_split(y, n_valid, seed)
     group = np.zeros(len(y), int)
     group[held] = 1
     group = _fix_size(group, n_valid, np.random.default_rng(seed))
@@ -117,19 +118,12 @@ def multi_split(y: np.ndarray, n_valid: int, seed: int, names) -> tuple[np.ndarr
 
 
 def multi_folds(y: np.ndarray, k: int, seed: int, names) -> tuple[np.ndarray, list[str]]:
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    fold = np.empty(len(y), int)
-    for f, (_, held) in enumerate(MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-                                  .split(np.zeros(len(y)), y)):
-        fold[held] = f
+    fold = iterstrat.kfold(y, k, seed)
     return fold, _cover(y, fold, k, names, np.random.default_rng(seed + 1))
 
 
 def multi_choice(y: np.ndarray, n: int, seed: int, names) -> tuple[np.ndarray, list[str]]:
     """One item per present tag first (rarest first), then the rest by iterative stratification."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-
     rng = np.random.default_rng(seed)
     must: list[int] = []
     for tag in np.argsort(y.sum(0), kind="stable"):
@@ -144,10 +138,9 @@ def multi_choice(y: np.ndarray, n: int, seed: int, names) -> tuple[np.ndarray, l
     if k in (0, len(rest)):
         extra = rest[:k] if k else rest[:0]
     else:
-        splitter = MultilabelStratifiedShuffleSplit(1, train_size=k, test_size=len(rest) - k, random_state=seed)
         in_sample = np.zeros(len(rest), int)
-        in_sample[next(splitter.split(y[rest], y[rest]))[0]] = 1
-        extra = rest[_fix_size(in_sample, k, rng) == 1]  # iterstrat only approximates the size
+        in_sample[iterstrat.shuffle_split(y[rest], len(rest) - k, seed, n_train=k)[0]] = 1
+        extra = rest[_fix_size(in_sample, k, rng) == 1]  # iterative stratification only approximates the size
     return np.sort(np.concatenate([must, extra]).astype(int)), notes
 
 
@@ -200,3 +193,58 @@ def _safe_to_move(y: np.ndarray, group: np.ndarray, source: int, target: int) ->
         return idx
     fewest = y[idx].sum(1).min()
     return idx[y[idx].sum(1) == fewest]
+
+
+# -- groups: each group on one side ------------------------------------------------------------------
+def rarest_tag(y: np.ndarray) -> np.ndarray:
+    """A 1-D stratum per multi-label item: its rarest tag (k for an item without tags), the proxy
+    grouped splits stratify on."""
+    y = np.asarray(y) > 0.5
+    counts = y.sum(0)
+    rank = np.where(y, counts[None, :], np.iinfo(np.int64).max)
+    return np.where(y.any(1), rank.argmin(1), y.shape[1])
+
+
+def group_folds(strata: np.ndarray, groups: np.ndarray, k: int, seed: int, names) -> tuple[np.ndarray, list[str]]:
+    """Fold ids 0..k-1 with every group in one fold, stratified on `strata` as far as whole groups
+    allow (scikit-learn's StratifiedGroupKFold)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    codes = _group_codes(groups)
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    if k > n_groups:
+        raise ValueError(f"cannot make {k} folds of {n_groups} group(s): each group stays in one fold")
+    fold = np.empty(len(strata), int)
+    with warnings.catch_warnings():  # the notes below say which classes miss folds
+        warnings.simplefilter("ignore", UserWarning)
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        for f, (_, held) in enumerate(splitter.split(np.zeros(len(strata)), strata, codes)):
+            fold[held] = f
+    counts = np.bincount(strata, minlength=len(names))
+    notes = [f"class {names[c]!r} is absent from {k - len(np.unique(fold[strata == c]))} of {k} folds (its items "
+             "lie in too few groups)" for c in np.flatnonzero(counts) if len(np.unique(fold[strata == c])) < k]
+    return fold, notes
+
+
+def group_split(strata: np.ndarray, groups: np.ndarray, n_valid: int, seed: int, names) -> tuple[np.ndarray, list[str]]:
+    """Held-out indices of whole groups, about `n_valid` items: the fold of StratifiedGroupKFold
+    (k = items / n_valid) whose size comes closest."""
+    n_groups = len(np.unique(_group_codes(groups)))
+    if n_groups < 2:
+        raise ValueError("the items form one group: a grouped split needs at least two")
+    k = int(min(max(2, round(len(strata) / max(n_valid, 1))), n_groups))
+    fold, _ = group_folds(strata, groups, k, seed, names)
+    best = int(np.argmin(np.abs(np.bincount(fold, minlength=k) - n_valid)))
+    held = np.flatnonzero(fold == best)
+    notes = [f"held out {len(held)} items (whole groups: {len(np.unique(np.asarray(groups)[held]))} of {n_groups}), "
+             f"asked for {n_valid}"] if len(held) != n_valid else []
+    missing = [names[c] for c in np.unique(strata) if not np.isin(np.flatnonzero(strata == c), held).any()
+               and (strata == c).sum() >= 2]
+    if missing:
+        notes.append(f"class(es) {', '.join(map(repr, missing[:10]))} have no held-out item: their items lie in "
+                     "groups kept for training")
+    return held, notes
+
+
+def _group_codes(groups: np.ndarray) -> np.ndarray:
+    return np.unique(np.asarray(groups).astype(str), return_inverse=True)[1].ravel()

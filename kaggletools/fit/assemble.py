@@ -32,7 +32,8 @@ class Experiment:
     @classmethod
     def from_folder(cls, competition: Competition, data_dir: Path, recipe: Recipe, options: RunOptions) -> "Experiment":
         items = data.train_items(competition, data_dir)
-        split = data.make_split(competition, items, recipe.valid_frac, recipe.seed, options.folds, options.fold)
+        split = data.make_split(competition, items, recipe.valid_frac, recipe.seed, options.folds, options.fold,
+                                recipe.group_by)
         return cls(competition, Path(data_dir), recipe, options, items, split)
 
     @classmethod

@@ -47,6 +47,13 @@ class Metric:
             return {}
         return self.fitter(*_arrays(y_true, probs))
 
+    def labels(self, probs, post: dict | None = None) -> np.ndarray:
+        """Single-label decisions as this metric makes them: class ids (qwk: the expected class at
+        the cut-points; otherwise the argmax; binary (n, 1): P above the threshold, 0.5 by default)."""
+        p = _arrays(probs, probs)[1]
+        post = post or {}
+        return _ordinal(p, post["cuts"]) if post.get("cuts") is not None else _decide(p, post, False)
+
     def better(self, a: float, b: float) -> bool:
         """Whether score `a` beats score `b`."""
         return a > b if self.greater_is_better else a < b

@@ -36,6 +36,10 @@ def check(comp: Competition, data_dir: Path, recipe: Recipe, options: RunOptions
               "classes": {c: {"train": int(train_counts[i]), "valid": int(valid_counts[i])}
                           for i, c in enumerate(names)}}
     say(f"items: {len(exp.items)} labelled: train {report['train']}, valid {report['valid']}")
+    if exp.split.groups is not None:
+        report["groups"] = _groups(exp.split)
+        g = report["groups"]
+        say(f"groups ({g['column']}): train {g['train']}, valid {g['valid']}, on both sides {g['shared']}")
     shown = sorted(report["classes"].items(), key=lambda kv: -kv[1]["train"])
     say("class balance (train/valid): " + ", ".join(f"{c} {v['train']}/{v['valid']}" for c, v in shown[:12])
         + (f" ... ({len(shown)} classes)" if len(shown) > 12 else ""))
@@ -59,6 +63,13 @@ def check(comp: Competition, data_dir: Path, recipe: Recipe, options: RunOptions
         f"forward+backward {report['step_seconds']:.2f} s: about {report['epoch_seconds_estimate']:.0f} s per "
         f"epoch on {report['device']} (decoding once more: about {report['decode_seconds_estimate']:.0f} s)")
     return report
+
+
+def _groups(split) -> dict:
+    """How many groups lie on each side of the split, and on both (0 when grouping works)."""
+    groups, valid = np.asarray(split.groups), split.valid
+    train, held = set(groups[~valid]), set(groups[valid])
+    return {"column": split.group_column, "train": len(train), "valid": len(held), "shared": len(train & held)}
 
 
 def _one_batch(exp: Experiment, recipe: Recipe, options: RunOptions) -> dict:
