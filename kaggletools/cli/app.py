@@ -9,6 +9,7 @@ Where a verb is also a `kaggle competitions` verb, the kaggle CLI's flags work t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = _one_line_warning
     try:
-        with progress.silenced(getattr(args, "quiet", False)), signals.terminate_raises():
+        with progress.silenced(getattr(args, "quiet", False)), signals.terminate_raises(), \
+                contextlib.redirect_stdout(Escaped(sys.stdout)):
             import kaggletools.cli.commands as commands
             return commands.dispatch(args) or 0
     except KeyboardInterrupt:
@@ -229,6 +231,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
+
+
+class Escaped:
+    """stdout with the control characters of what is written escaped (kaggletools.progress.printable;
+    newlines and tabs kept): every verb prints text from outside (team names, titles, file names)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from kaggletools.progress import printable
+
+        return self._stream.write(printable(text, keep="\n\t"))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 _OS_FIXES = {errno.EEXIST: "a file stands where a folder is needed: give another path or move the file away",
