@@ -26,14 +26,31 @@ def competitions() -> list[dict]:
 
 
 def default_data_dir(name: str) -> Path:
-    return Path("data") / registry.get(name).slug
+    return Path("data") / kaggle_slug(name)
 
 
 # -- Kaggle -----------------------------------------------------------------------------------------
+def kaggle_slug(name: str) -> str:
+    """The slug of a registered competition (by slug or alias), else `name` itself: the Kaggle
+    verbs work on any competition on Kaggle."""
+    return registry.aliases().get(name, name)
+
+
+def kaggle_competitions(**query) -> tuple[pd.DataFrame, str]:
+    """One page of Kaggle's competitions (query: search, category, sort_by, group, page, page_size,
+    page_token), the registered ones marked; and the next page's token."""
+    from kaggletools.kaggle import browse
+
+    rows, token = browse.competitions(**query)
+    table = pd.DataFrame(rows, columns=browse.COLUMNS)
+    table.insert(1, "ours", table["slug"].isin(registry.names()))
+    return table, token
+
+
 def files(name: str) -> list:
     from kaggletools.kaggle import download as kaggle_download
 
-    return kaggle_download.list_files(registry.get(name).slug)
+    return kaggle_download.list_files(kaggle_slug(name))
 
 
 def download(name: str, data_dir: Path | None = None, file: str | None = None, force: bool = False,
@@ -41,10 +58,17 @@ def download(name: str, data_dir: Path | None = None, file: str | None = None, f
     """Download the competition's files (all, or one) and unpack them into `data_dir`."""
     from kaggletools.kaggle import download as kaggle_download
 
-    comp = registry.get(name)
-    data_dir = Path(data_dir or default_data_dir(comp.slug))
-    kaggle_download.download(comp.slug, data_dir, file=file, force=force, quiet=quiet)
-    return prepare(comp, data_dir, quiet=quiet)
+    slug = kaggle_slug(name)
+    data_dir = Path(data_dir or default_data_dir(slug))
+    kaggle_download.download(slug, data_dir, file=file, force=force, quiet=quiet)
+    if slug not in registry.names():  # no module: archives unpacked safely, nothing more
+        from kaggletools import progress
+        from kaggletools.unpack import archives
+
+        with progress.silenced(quiet):
+            archives.extract_all(data_dir)
+        return data_dir
+    return prepare(slug, data_dir, quiet=quiet)
 
 
 def submit(name: str, csv: Path, message: str = "kaggletools", data_dir: Path | None = None, quiet: bool = False):
@@ -52,9 +76,14 @@ def submit(name: str, csv: Path, message: str = "kaggletools", data_dir: Path | 
     upload it. Returns Kaggle's reference and message (kaggle_api.SubmitResult)."""
     from kaggletools.kaggle import competitions as kaggle_api
 
-    comp = registry.get(name)
-    validate(comp, csv, data_dir)
-    return kaggle_api.submit(comp.slug, Path(csv), message, quiet=quiet)
+    slug = kaggle_slug(name)
+    if slug in registry.names():
+        validate(slug, csv, data_dir)
+    else:  # no module: the sample submission's columns and ids, when the data folder has one
+        from kaggletools.score import any_competition
+
+        any_competition.validate(slug, Path(csv), data_dir)
+    return kaggle_api.submit(slug, Path(csv), message, quiet=quiet)
 
 
 def wait_for_score(name: str, ref: int, show: bool = True, **polling):
@@ -65,20 +94,68 @@ def wait_for_score(name: str, ref: int, show: bool = True, **polling):
     def report(row):
         progress.write(f"waiting for the score: {row.status if row else 'not listed yet'}", show)
 
-    return kaggle_api.wait_for_score(registry.get(name).slug, ref, on_poll=report, **polling)
+    return kaggle_api.wait_for_score(kaggle_slug(name), ref, on_poll=report, **polling)
 
 
 def submissions(name: str) -> pd.DataFrame:
     from kaggletools.kaggle import competitions as kaggle_api
 
-    return kaggle_api.submissions(registry.get(name).slug)
+    return kaggle_api.submissions(kaggle_slug(name))
 
 
 def leaderboard(name: str, top: int = 20):
     """The top of the public leaderboard and where your team stands."""
     from kaggletools.kaggle import competitions as kaggle_api
 
-    return kaggle_api.leaderboard(registry.get(name).slug, top=top)
+    return kaggle_api.leaderboard(kaggle_slug(name), top=top)
+
+
+def leaderboard_download(name: str, path: Path = Path("."), quiet: bool = False) -> str:
+    """The whole public leaderboard as Kaggle's zip, in `path` (the kaggle CLI's `leaderboard -d`)."""
+    from kaggletools.kaggle import browse
+
+    return browse.download_leaderboard(kaggle_slug(name), str(path), quiet=quiet)
+
+
+# -- Kaggle notebooks and datasets (code competitions, training on Kaggle's GPUs) --------------------
+def kernels_push(folder: Path, **how):
+    """Push a notebook folder (kernel-metadata.json); how: timeout, accelerator, no_run."""
+    from kaggletools.kaggle import kernels
+
+    return kernels.push(folder, **how)
+
+
+def kernels_status(kernel: str):
+    from kaggletools.kaggle import kernels
+
+    return kernels.status(kernel)
+
+
+def kernels_output(kernel: str, path: Path = Path("."), **how) -> list[Path]:
+    """A notebook's output files and log (how: pattern, force, quiet), e.g. the run folder it trained."""
+    from kaggletools.kaggle import kernels
+
+    return kernels.output(kernel, path, **how)
+
+
+def submit_notebook(name: str, kernel: str, **how):
+    """Submit a notebook's output to a code competition (how: file_name, message, version, quiet)."""
+    from kaggletools.kaggle import kernels
+
+    return kernels.submit_code(kaggle_slug(name), kernel, **how)
+
+
+def datasets_create(folder: Path, **how):
+    """Create a Kaggle dataset from a folder with dataset-metadata.json (how: public, quiet, dir_mode)."""
+    from kaggletools.kaggle import datasets
+
+    return datasets.create(folder, **how)
+
+
+def datasets_version(folder: Path, message: str, **how):
+    from kaggletools.kaggle import datasets
+
+    return datasets.version(folder, message, **how)
 
 
 # -- data -------------------------------------------------------------------------------------------

@@ -231,6 +231,7 @@ class FakeKaggle:
         self.requests: list[RecordedRequest] = []
         self.uploads: dict[str, bytes] = {}  # blob token -> uploaded bytes
         self._pending_uploads: dict[str, dict] = {}
+        self.routes: dict[str, Callable[[dict, str], dict]] = {}  # more RPCs: {method: (body, origin) -> JSON}
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -442,6 +443,8 @@ class FakeKaggle:
             return 200, {}, out
         if method == "DownloadLeaderboard":
             return 200, {"Content-Type": "application/zip"}, self.leaderboard_zip(self._comp(body))
+        if method in self.routes:  # e.g. the notebook and dataset RPCs of fake_kaggle_code
+            return 200, {}, self.routes[method](body, origin)
         raise _Fail(404, f"No such method: {method}")
 
 

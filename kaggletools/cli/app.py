@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import kaggletools.cli.flags as cli_flags
+import kaggletools.cli.kaggle_verbs as kaggle_verbs
 from kaggletools.options import Recipe
 
 TRAINING = {"check", "lr-find", "train", "cv", "run", "show-batch"}
@@ -85,13 +86,16 @@ def parser(recipe=None) -> argparse.ArgumentParser:
             s.add_argument("--data", "-p", "--path", dest="data", type=Path, help="data folder (default data/<slug>)")
         return s
 
-    s = sub.add_parser("competitions", help="list the registered competitions", parents=[common])
+    s = sub.add_parser("competitions", help="list Kaggle's competitions (those registered here marked)",
+                       parents=[common])
     s.add_argument("-v", "--csv", action="store_true", help="CSV output")
+    kaggle_verbs.competitions_flags(s)
     s = verb("files", "list the competition's files on Kaggle", data=False)
     s.add_argument("-v", "--csv", action="store_true", help="CSV output")
     s = verb("download", "download from Kaggle and unpack into the data folder")
     s.add_argument("-f", "--file", help="one file only")
     s.add_argument("-o", "--force", action="store_true", help="download again even if up to date")
+    s.add_argument("-w", "--wp", dest="here", action="store_true", help="download into the current folder")
     s = verb("prepare", "unpack downloaded archives in the data folder")
     s.add_argument("--add", type=Path, action="append", metavar="PATH",
                    help="an archive or folder obtained elsewhere to bring into the data folder (repeatable)")
@@ -129,12 +133,17 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s.add_argument("csv", type=Path, nargs="?", help="the submission file")
     s.add_argument("-f", "--file", dest="file", type=Path, help="the submission file, as the kaggle CLI takes it")
     s.add_argument("-m", "--message", default="kaggletools", help="the submission's description")
-    s.add_argument("--wait", action="store_true", help="wait for the public score and print it")
+    s.add_argument("--wait", nargs="?", type=float, const=30 * 60, metavar="SECONDS",
+                   help="wait for the public score and print it (at most SECONDS, default 1800)")
+    s.add_argument("-k", "--kernel", help="code competition: submit this notebook's output (owner/slug)")
+    s.add_argument("-v", "--version", dest="kernel_version", type=int, help="code competition: the notebook's version")
     s = verb("submissions", "your submissions and their scores", data=False)
     s.add_argument("-v", "--csv", action="store_true", help="CSV output")
     s = verb("leaderboard", "the top of the public leaderboard and where your team stands", data=False)
     s.add_argument("-s", "--show", action="store_true", help="show it (the default)")
     s.add_argument("--top", type=int, default=20, help="rows to show (default 20)")
+    s.add_argument("-d", "--download", action="store_true", help="download the whole leaderboard (a zip)")
+    s.add_argument("-p", "--path", type=Path, default=Path("."), help="where -d puts it (default: here)")
     s.add_argument("-v", "--csv", action="store_true", help="CSV output")
     s = verb("run", "the whole loop: prepare, train, predict with TTA, validated submission")
     s.set_defaults(names=cli_flags.recipe_and_options(s, recipe))
@@ -169,6 +178,7 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s.add_argument("--dir", type=Path, default=Path("demo"), help="working folder (default demo)")
     return p
 
+    kaggle_verbs.add(sub, common)
 
 def _out(s) -> None:
     s.add_argument("--out", type=Path, help="submission file (default submissions/<slug>-<run>.csv)")

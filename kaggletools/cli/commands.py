@@ -9,6 +9,7 @@ import pandas as pd
 
 from kaggletools import api
 import kaggletools.cli.flags as cli_flags
+import kaggletools.cli.kaggle_verbs as kaggle_verbs
 from kaggletools.errors import CompetitionError
 from kaggletools.progress import printable
 
@@ -56,12 +57,6 @@ def _overrides(a) -> dict:
     return values
 
 
-def competitions(a) -> None:
-    table = pd.DataFrame(api.competitions())
-    table["aliases"] = table["aliases"].map(" ".join)
-    _print_table(table[["slug", "aliases", "task", "metric", "title"]], a.csv)
-
-
 def files(a, name) -> None:
     remote = api.files(name)
     table = pd.DataFrame([{"name": f.name, "size": f.size, "created": f.created} for f in remote],
@@ -70,7 +65,7 @@ def files(a, name) -> None:
 
 
 def download(a, name) -> None:
-    print(api.download(name, _data(a, name), file=a.file, force=a.force, quiet=a.quiet))
+    print(api.download(name, Path(".") if a.here else _data(a, name), file=a.file, force=a.force, quiet=a.quiet))
 
 
 def prepare(a, name) -> None:
@@ -119,18 +114,23 @@ def validate(a, name) -> None:
 
 def submit(a, name) -> None:
     csv = a.file or a.csv
-    if csv is None:
+    if csv is None and not a.kernel:
         raise CompetitionError("give the submission file: kaggletools submit <slug> <file.csv> (or -f <file.csv>)")
     data_dir = a.data or (api.default_data_dir(name) if api.default_data_dir(name).is_dir() else None)
+    if a.kernel:  # a code competition: Kaggle reruns the notebook; its output file is the submission
+        ref, said = api.submit_notebook(name, a.kernel, file_name=str(csv or "submission.csv"), message=a.message,
+                                        version=a.kernel_version, quiet=a.quiet)
+        print(f"submitted notebook {a.kernel}: {said or 'Kaggle gave no message'}" + (f" (ref {ref})" if ref else ""))
+        return
     sent = api.submit(name, csv, a.message, data_dir, quiet=a.quiet)
     print(printable(f"submitted {csv}: {sent.message or 'Kaggle gave no message'}" +
                     (f" (ref {sent.ref})" if sent.ref else "")))
-    if a.wait:
+    if a.wait is not None:
         if sent.ref is None:
             raise CompetitionError("Kaggle gave no reference for the submission, so its score cannot be awaited; "
                                    f"see `kaggletools submissions {name}`")
         try:
-            scored = api.wait_for_score(name, sent.ref, show=not a.quiet)
+            scored = api.wait_for_score(name, sent.ref, show=not a.quiet, timeout=a.wait)
         except KeyboardInterrupt:
             print(f"stopped waiting; the submission is still being scored: `kaggletools submissions {name}`",
                   file=sys.stderr)
@@ -144,6 +144,9 @@ def submissions(a, name) -> None:
 
 
 def leaderboard(a, name) -> None:
+    if a.download:
+        print(api.leaderboard_download(name, a.path, quiet=a.quiet))
+        return
     board = api.leaderboard(name, top=a.top)
     _print_table(board.rows, a.csv)
     if not a.csv:
@@ -210,8 +213,8 @@ def demo(a) -> None:
     api.demo(a.competition, a.dir, progress=not a.quiet)
 
 
-HANDLERS = {"competitions": competitions, "files": files, "download": download, "prepare": prepare,
+HANDLERS = {"files": files, "download": download, "prepare": prepare,
             "sample": sample, "check": check, "lr-find": lr_find, "train": train, "cv": cv, "predict": predict,
             "validate": validate, "submit": submit, "submissions": submissions, "leaderboard": leaderboard,
             "run": run, "blend": blend, "runs": runs, "interpret": interpret, "show-batch": show_batch, "demo": demo,
-            "new": new}
+            "new": new, **kaggle_verbs.HANDLERS}
