@@ -178,7 +178,7 @@ def _labels(data_dir, train, by_folder, given, sample, header, group_by) -> dict
     binary = [c for c in rest if values[c].isin(["0", "1", "0.0", "1.0"]).all()]
     if len(rest) > 1 and len(binary) == len(rest):  # one 0/1 column per class
         y = pd.DataFrame(values).astype(float)
-        task = given.task or ("multiclass" if (y.sum(1) == 1).all() else "multilabel")
+        task = given.task or ("multiclass" if (y.sum(axis=1) == 1).all() else "multilabel")
         return {**found, "layout": "columns", "task": task, "classes": _ordered(tuple(rest), given, path)}
     if len(rest) > 1:
         hint = header[1] if len(header) == 2 and header[1] in rest else ""

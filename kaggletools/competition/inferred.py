@@ -89,6 +89,16 @@ class Inferred:
         path = Path(data_dir) / self.spec.sample if self.spec.sample else None
         return path if path is not None and path.is_file() else None
 
+    def sample_files(self, data_dir: Path, out_dir: Path, train: pd.DataFrame, test: pd.DataFrame) -> None:
+        """The default, and the --group-by file cut to the chosen training images."""
+        from kaggletools.io import files
+
+        super().sample_files(data_dir, out_dir, train, test)
+        s = self.spec
+        if s.group_column and s.group_file != s.labels:
+            files.write_filtered_csv(Path(data_dir) / s.group_file, Path(out_dir) / s.group_file, s.group_id,
+                                     train["id"])
+
     def make_fixture(self, folder, n_train=64, n_test=32, seed=0):
         raise CompetitionError(f"{self.slug} was inferred from a data folder and has no generated download; "
                                f"write its module with `kaggletools new {self.slug} --data DIR`")

@@ -17,12 +17,13 @@ def source(spec: Spec) -> str:
     base = BASES[spec.format].__name__
     lines = [f'"""{spec.slug}: written by `kaggletools new` from its data folder; edit freely.',
              "",
-             f"Training images: {_where(spec)}; a {spec.task} task scored by {spec.metric_name}; the submission "
-             f"holds {FORMATS[spec.format]}",
+             f"Training images: {_where(spec)}; a {spec.task} task scored by {spec.metric_name};",
+             f"the submission holds {FORMATS[spec.format]} "
              f'({spec.sample or "no sample submission was found: the format is a guess"})."""',
              "from __future__ import annotations", "", "from pathlib import Path", "", "import numpy as np",
              "import pandas as pd", "",
-             "from kaggletools.competition import Recipe, fixtures, layouts, register",
+             "from kaggletools.competition import Recipe, " + ("files, " if _sample_files(spec) else "")
+             + "fixtures, layouts, register",
              f"from kaggletools.competition.bases import {base}"]
     if spec.metric:
         lines.append("from kaggletools.score import catalog")
@@ -40,7 +41,7 @@ def source(spec: Spec) -> str:
         lines.append('    metric_name = "accuracy"                   # micro-F1: for one label per image, accuracy')
     lines += ["    recipe = Recipe(backbone=\"resnet34\", size=224, freeze_epochs=1, epochs=2, tta=\"flip\")",
               '    demo = {"size": 64}', ""]
-    lines += _metric(spec) + _items(spec) + _sample_method(spec) + _fixture(spec)
+    lines += _metric(spec) + _items(spec) + _sample_method(spec) + _sample_files(spec) + _fixture(spec)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -119,12 +120,23 @@ def _sample_method(spec: Spec) -> list[str]:
             "        return path if path.is_file() else None", ""]
 
 
+def _sample_files(spec: Spec) -> list[str]:
+    """`sample` cuts the CSVs the layouts read; a group file read beside them is cut here."""
+    if not spec.group_column or spec.group_file == spec.labels:
+        return []
+    return ["    def sample_files(self, data_dir: Path, out_dir: Path, train: pd.DataFrame, test: pd.DataFrame) -> None:",
+            f'        """The default, and {spec.group_file} cut to the chosen training images."""',
+            "        super().sample_files(data_dir, out_dir, train, test)",
+            f"        files.write_filtered_csv(Path(data_dir) / {spec.group_file!r}, Path(out_dir) / "
+            f"{spec.group_file!r}, {spec.group_id!r}, train[\"id\"])", ""]
+
+
 def _fixture(spec: Spec) -> list[str]:
     """make_fixture: the real layout in miniature, each class drawn as its own shape and colour."""
     multilabel = spec.task == "multilabel"
     k = "2" if spec.task == "binary" else f"min(len(CLASSES), {MAX_FIXTURE_CLASSES})"
     fmt = ', "PNG"' if spec.suffix == ".png" else ""
-    name = "f\"{i}" + spec.suffix + "\"" if spec.keep_suffix else "i"
+    names = "[f\"{i}" + spec.suffix + "\" for i in ids]" if spec.keep_suffix else "list(ids)"
     lines = ["    def make_fixture(self, folder: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -> pd.DataFrame:",
              '        """The download in miniature, laid out as the real one; returns the hidden test answers."""',
              "        rng = np.random.default_rng(seed)", f"        k = {k}",
@@ -132,16 +144,17 @@ def _fixture(spec: Spec) -> list[str]:
     if multilabel:
         lines += ["        rows = fixtures.random_tags(n_train + n_test, k, rng)",
                   f"        image = {{i: fixtures.encode(fixtures.tags_image(r, k, rng, side=64){fmt}) "
-                  "for i, r in zip(ids, rows)}",
-                  "        onehot = np.zeros((len(ids), len(CLASSES)))",
-                  "        for row, present in enumerate(rows):", "            onehot[row, present] = 1"]
+                  "for i, r in zip(ids, rows)}"]
+        if spec.layout == "columns":
+            lines += ["        onehot = np.zeros((len(ids), len(CLASSES)))",
+                      "        for row, present in enumerate(rows):", "            onehot[row, present] = 1"]
     else:
         lines += ["        labels = fixtures.balanced_labels(n_train + n_test, k, rng)",
                   f"        image = {{i: fixtures.encode(fixtures.class_image(int(c), k, rng, side=64){fmt}) "
-                  "for i, c in zip(ids, labels)}",
-                  "        onehot = np.eye(len(CLASSES))[labels]" if spec.task != "binary" else
-                  "        onehot = labels[:, None].astype(float)"]
-    lines += [f"        names = [{name} for i in ids]",
+                  "for i, c in zip(ids, labels)}"]
+        if spec.format == "probs" or spec.layout == "columns":
+            lines.append("        onehot = np.eye(len(CLASSES))[labels]")
+    lines += [f"        names = {names}",
               f"        suffix = {spec.suffix!r}",
               "        train, test = list(range(n_train)), list(range(n_train, n_train + n_test))"]
     if spec.layout == "folders":

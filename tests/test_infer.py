@@ -1,0 +1,290 @@
+"""Competitions without a module: inferred from generated data folders laid out as Kaggle serves
+them (one per layout and task), refused in one line naming the file and the settling flag when
+ambiguous, run end to end and rebuilt from the run folder alone, and written as a module by
+`kaggletools new` that passes the contract and the demo as a plugin."""
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kaggletools import api
+from kaggletools.cli import app
+from kaggletools.competition import fixtures, infer, inferred
+from kaggletools.errors import CompetitionError, OptionError
+from kaggletools.options import Inference
+
+SHAPES = ("cross", "ring", "disc")  # class names that are not alphabetical in the order written
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _images(n: int, k: int, seed: int = 0, side: int = 32, fmt: str = "JPEG"):
+    rng = np.random.default_rng(seed)
+    labels = fixtures.balanced_labels(n, k, rng)
+    ids = fixtures.hex_ids(n, rng, 10)
+    return ids, labels, {i: fixtures.encode(fixtures.class_image(int(c), k, rng, side=side), fmt)
+                         for i, c in zip(ids, labels)}
+
+
+def _put(folder: Path, files: dict[str, bytes]) -> None:
+    for name, payload in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(payload)
+
+
+def class_folders(folder: Path, n=36, n_test=12, sample=True) -> Path:
+    """train/<class>/<id>.png, test/<id>.png, sample_submission.csv `file,species`."""
+    ids, labels, png = _images(n + n_test, 3, fmt="PNG")
+    _put(folder, {f"train/{SHAPES[c]}/{i}.png": png[i] for i, c in zip(ids[:n], labels[:n])})
+    _put(folder, {f"test/{i}.png": png[i] for i in ids[n:]})
+    if sample:
+        pd.DataFrame({"file": [f"{i}.png" for i in ids[n:]], "species": SHAPES[0]}).to_csv(
+            folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def binary_csv(folder: Path, n=40, n_test=12) -> Path:
+    """train/<id>.jpg labelled by train.csv `id,has_ring` (ids without suffix), test/, sample `id,has_ring`."""
+    ids, labels, jpeg = _images(n + n_test, 2)
+    _put(folder, {f"train/{i}.jpg": jpeg[i] for i in ids[:n]} | {f"test/{i}.jpg": jpeg[i] for i in ids[n:]})
+    pd.DataFrame({"id": ids[:n], "has_ring": labels[:n]}).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"id": ids[n:], "has_ring": 0.5}).to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def tags_csv(folder: Path, n=40, n_test=12) -> Path:
+    """train/<id>.jpg labelled by labels.csv `image_name,tags` (space-separated), sample `image_name,tags`."""
+    rng = np.random.default_rng(1)
+    rows = fixtures.random_tags(n + n_test, 4, rng)
+    ids = fixtures.hex_ids(n + n_test, rng, 10)
+    names = ("sky", "tree", "water", "road")
+    _put(folder, {f"train/{i}.jpg": fixtures.encode(fixtures.tags_image(r, 4, rng, side=32))
+                  for i, r in zip(ids[:n], rows)})
+    _put(folder, {f"test/{i}.jpg": fixtures.encode(fixtures.tags_image(r, 4, rng, side=32))
+                  for i, r in zip(ids[n:], rows[n:])})
+    pd.DataFrame({"image_name": ids[:n], "tags": [" ".join(names[c] for c in r) for r in rows[:n]]}).to_csv(
+        folder / "labels.csv", index=False)
+    pd.DataFrame({"image_name": ids[n:], "tags": "sky"}).to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def column_per_class(folder: Path, n=36, n_test=12) -> Path:
+    """images/<id>.jpg, train.csv `image_id` + one 0/1 column per class (ids with suffix), sample
+    with one probability column per class in another order."""
+    ids, labels, jpeg = _images(n + n_test, 3)
+    _put(folder, {f"images/{i}.jpg": jpeg[i] for i in ids[:n]} | {f"test_images/{i}.jpg": jpeg[i] for i in ids[n:]})
+    onehot = pd.DataFrame(np.eye(3, dtype=int)[labels[:n]], columns=list(SHAPES))
+    onehot.insert(0, "image_id", [f"{i}.jpg" for i in ids[:n]])
+    onehot.to_csv(folder / "train.csv", index=False)
+    sample = pd.DataFrame({"image_id": [f"{i}.jpg" for i in ids[n:]], "ring": 1 / 3, "cross": 1 / 3, "disc": 1 / 3})
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def zipped(folder: Path, slug: str, n=36, n_test=12) -> Path:
+    """Kaggle's all-files download: <slug>.zip holding train.zip (train/<id>.jpg), test.zip,
+    labels.csv.zip (`id,kind`) and sample_submission.csv."""
+    ids, labels, jpeg = _images(n + n_test, 3)
+    text = pd.DataFrame({"id": ids[:n], "kind": [SHAPES[c] for c in labels[:n]]}).to_csv(index=False)
+    sample = pd.DataFrame({"id": ids[n:], "kind": SHAPES[0]}).to_csv(index=False)
+    fixtures.write_zip(folder / f"{slug}.zip", {
+        "train.zip": fixtures.zip_bytes({f"train/{i}.jpg": jpeg[i] for i in ids[:n]}),
+        "test.zip": fixtures.zip_bytes({f"test/{i}.jpg": jpeg[i] for i in ids[n:]}),
+        "labels.csv.zip": fixtures.zip_bytes({"labels.csv": text.encode()}),
+        "sample_submission.csv": sample.encode()})
+    return folder
+
+
+def drivers(folder: Path, n=48, n_test=12) -> Path:
+    """State Farm's layout: imgs/train/c<k>/img_<n>.jpg, imgs/test/, driver_imgs_list.csv
+    `subject,classname,img`, sample `img,c0,c1,c2`."""
+    ids, labels, jpeg = _images(n + n_test, 3)
+    names = [f"img_{i}.jpg" for i in ids]
+    _put(folder, {f"imgs/train/c{c}/{m}": jpeg[i] for i, m, c in zip(ids[:n], names, labels[:n])})
+    _put(folder, {f"imgs/test/{m}": jpeg[i] for i, m in zip(ids[n:], names[n:])})
+    pd.DataFrame({"subject": [f"p{j % 6:03d}" for j in range(n)], "classname": [f"c{c}" for c in labels[:n]],
+                  "img": names[:n]}).to_csv(folder / "driver_imgs_list.csv", index=False)
+    sample = pd.DataFrame({"img": names[n:], "c0": 1 / 3, "c1": 1 / 3, "c2": 1 / 3})
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+# -- one inferred fixture per layout and task --------------------------------------------------------
+def test_class_folders_are_a_multiclass_competition_named_like_the_sample(tmp_path):
+    spec = infer.infer("seedlings-like", class_folders(tmp_path / "d"))
+    assert (spec.layout, spec.task, spec.classes, spec.format) == ("folders", "multiclass", tuple(sorted(SHAPES)),
+                                                                   "label")
+    assert (spec.submission_id, spec.submission_label, spec.metric_name) == ("file", "species", "accuracy")
+    comp = inferred.build(spec)
+    train, test = comp.items(tmp_path / "d", "train"), comp.items(tmp_path / "d", "test")
+    assert len(train) == 36 and len(test) == 12 and test["id"].str.endswith(".png").all()
+    assert comp.targets(train).sum() == 36 and (comp.targets(train).sum(0) >= 11).all()
+    assert list(comp.submission(list(test["id"]), np.eye(3)[[0] * 12], {}).columns) == ["file", "species"]
+
+
+def test_a_binary_csv_with_ids_without_suffix(tmp_path):
+    spec = infer.infer("rings", binary_csv(tmp_path / "d"))
+    assert (spec.layout, spec.task, spec.classes, spec.format) == ("csv", "binary", ("has_ring",), "binary")
+    assert spec.metric_name == "log_loss" and spec.test_list == "sample_submission.csv" and not spec.keep_suffix
+    comp = inferred.build(spec)
+    assert comp.targets(comp.items(tmp_path / "d", "train")).shape == (40, 1)
+    assert comp.submission_columns() == ["id", "has_ring"] and not comp.greater_is_better
+
+
+def test_space_separated_tags_are_multilabel(tmp_path):
+    spec = infer.infer("tagged", tags_csv(tmp_path / "d"))
+    assert (spec.layout, spec.task, spec.format, spec.metric_name) == ("tags", "multilabel", "tags", "f2")
+    assert set(spec.classes) == {"sky", "tree", "water", "road"} and spec.id_column == "image_name"
+    comp = inferred.build(spec)
+    y = comp.targets(comp.items(tmp_path / "d", "train"))
+    assert y.shape == (40, 4) and (y.sum(1) >= 1).all() and (y.sum(1) > 1).any()
+
+
+def test_one_column_per_class_takes_the_sample_submissions_class_order(tmp_path):
+    spec = infer.infer("shapes", column_per_class(tmp_path / "d"))
+    assert (spec.layout, spec.task, spec.format) == ("columns", "multiclass", "probs")
+    assert spec.classes == ("ring", "cross", "disc") and (spec.train, spec.test) == ("images", "test_images")
+    comp = inferred.build(spec)
+    y = comp.targets(comp.items(tmp_path / "d", "train"))
+    assert y.shape == (36, 3) and (y.sum(1) == 1).all()
+    assert comp.submission_columns() == ["image_id", "ring", "cross", "disc"]
+    assert comp.items(tmp_path / "d", "test")["id"].str.endswith(".jpg").all()
+
+
+def test_nested_zips_are_unpacked_first(tmp_path):
+    folder = zipped(tmp_path / "packed", "packed")
+    spec = infer.infer("packed", folder)
+    assert (spec.layout, spec.task, spec.labels, spec.test) == ("csv", "multiclass", "labels.csv", "test")
+    assert len(inferred.build(spec).items(folder, "test")) == 12
+
+
+def test_group_by_takes_a_column_of_another_csv_naming_the_images(tmp_path):
+    folder = drivers(tmp_path / "d")
+    spec = infer.infer("drivers", folder, group_by="subject")
+    assert (spec.layout, spec.format, spec.train, spec.test) == ("folders", "probs", "imgs/train", "imgs/test")
+    assert (spec.group_file, spec.group_id, spec.group_column) == ("driver_imgs_list.csv", "img", "subject")
+    comp = inferred.build(spec)
+    items = comp.items(folder, "train")
+    assert items["subject"].nunique() == 6 and comp.group_column == "subject"
+    from kaggletools.data import items as data
+
+    if "group_by" not in inspect.signature(data.split).parameters:
+        pytest.skip("grouped splits (data.items.split(group_by=...)) are not in this tree yet")
+    made = data.split(comp, items, 0.25, 0, group_by="subject")
+    valid = set(items["subject"][made.valid])
+    assert valid and not valid & set(items["subject"][~made.valid])
+
+
+def test_settling_flags_and_the_metric_by_name(tmp_path):
+    folder = binary_csv(tmp_path / "d")
+    pd.read_csv(folder / "train.csv").to_csv(folder / "copy.csv", index=False)
+    spec = infer.infer("rings", folder, Inference(labels="copy.csv", metric="roc_auc"))
+    assert spec.labels == "copy.csv" and spec.metric == "roc_auc"
+    comp = inferred.build(spec)
+    assert comp.metric_name == "roc_auc" and comp.greater_is_better
+    assert comp.metric(np.array([[0.], [1.]]), np.array([[0.2], [0.9]])) == 1.0
+
+
+# -- refusals: one line naming the file and the flag ---------------------------------------------------
+@pytest.mark.parametrize("make, flag, named", [
+    ("two_label_files", "--labels FILE", "train.csv"),
+    ("two_label_columns", "--label-column", "train.csv"),
+    ("no_label_file", "--labels FILE", "train"),
+    ("two_train_folders", "--images DIR", "train_a"),
+    ("no_sample_no_test", "--test DIR", "sample_submission"),
+])
+def test_an_ambiguous_folder_is_refused_naming_the_file_and_the_flag(tmp_path, make, flag, named):
+    folder = binary_csv(tmp_path / "d")
+    table = pd.read_csv(folder / "train.csv")
+    if make == "two_label_files":
+        table.to_csv(folder / "labels_v2.csv", index=False)
+    elif make == "two_label_columns":
+        table.assign(subject=["a", "b"] * 20).to_csv(folder / "train.csv", index=False)
+        (folder / "sample_submission.csv").unlink()
+    elif make == "no_label_file":
+        (folder / "train.csv").unlink()
+    elif make == "two_train_folders":
+        (folder / "train").rename(folder / "train_a")
+        (folder / "train_b").mkdir()
+        first = sorted((folder / "train_a").iterdir())[0]
+        (folder / "train_b" / first.name).write_bytes(first.read_bytes())
+    else:
+        (folder / "sample_submission.csv").unlink()
+        for f in (folder / "test").iterdir():
+            f.unlink()
+        (folder / "test").rmdir()
+    with pytest.raises(CompetitionError) as e:
+        infer.infer("rings", folder, need_test=True)
+    message = str(e.value)
+    assert flag in message and named in message and "\n" not in message, message
+
+
+def test_the_command_line_refuses_in_one_line_and_flags_only_fit_inferred_competitions(tmp_path, capsys):
+    folder = binary_csv(tmp_path / "d")
+    pd.read_csv(folder / "train.csv").to_csv(folder / "other.csv", index=False)
+    assert app.main(["check", "rings", "--data", str(folder), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--labels FILE" in err and "other.csv" in err
+    with pytest.raises(OptionError, match="has a module"):
+        api.settings("plant-seedlings-classification", {"labels": "x.csv"}, folder)
+
+
+# -- end to end, and the run folder alone --------------------------------------------------------------
+QUICK = ["--backbone", "mobilenet_v2", "--no-pretrained", "--size", "32", "--batch-size", "16",
+         "--freeze-epochs", "1", "--epochs", "1", "--tta", "none", "-q"]
+
+
+def test_run_end_to_end_then_predict_from_the_run_folder_alone(tmp_path, capsys):
+    from kaggletools.score import submission
+
+    folder = column_per_class(tmp_path / "d")
+    assert app.main(["run", "leaf-shapes", "--data", str(folder), "--out", str(tmp_path / "sub.csv"), *QUICK]) == 0
+    out = capsys.readouterr().out
+    table = submission.read(tmp_path / "sub.csv")
+    assert list(table.columns) == ["image_id", "ring", "cross", "disc"] and len(table) == 12
+    run_dir = next((tmp_path / "runs" / "leaf-shapes").iterdir())
+    assert run_dir.name in out
+    config = api.runs(runs_dir=tmp_path / "runs")
+    assert config["metric"].tolist() == ["log_loss"]
+    # predict rebuilds the competition from what the run recorded (no flag, no folder search)
+    again = api.predict(run_dir, out=tmp_path / "again.csv", progress=False)
+    rebuilt = inferred.for_run({"competition": "leaf-shapes", **_recorded(run_dir)})
+    assert rebuilt.classes == ("ring", "cross", "disc") and rebuilt.id_column == "image_id"
+    api.validate(rebuilt, again, folder)
+
+
+def _recorded(run_dir: Path) -> dict:
+    import json
+
+    return {"inferred": json.loads((run_dir / "config.json").read_text())["inferred"]}
+
+
+# -- kaggletools new: the module the inference found, as a plugin --------------------------------------
+def test_new_writes_a_module_that_passes_the_contract_and_the_demo_as_a_plugin(tmp_path):
+    folder = drivers(tmp_path / "data")
+    module = tmp_path / "pkg" / "distracted_drivers.py"
+    assert app.main(["new", "distracted-drivers", "--data", str(folder), "--group-by", "subject",
+                     "--out", str(module), "-q"]) == 0
+    text = module.read_text()
+    assert "class DistractedDrivers(MultiClassLogLoss)" in text and "layouts.labelled_by_folder" in text
+    assert 'group_column = "subject"' in text.replace("'", '"')
+    info = tmp_path / "pkg" / "distracted_drivers-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: distracted_drivers\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[kaggletools.competitions]\ndrivers = distracted_drivers\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "pkg")}
+    quick = ("from kaggletools.steps import demo; "
+             "demo.main('distracted-drivers', 'demo', progress=False, n_train=120, n_test=40)")
+    demo = subprocess.run([sys.executable, "-c", quick], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert "validated" in demo.stdout and "NOT beaten" not in demo.stdout, demo.stdout
+    contract = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               str(REPO / "tests" / "test_contract.py"), "-k", "distracted and not round_trip"],
+                              capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert contract.returncode == 0 and " passed" in contract.stdout, contract.stdout[-3000:]
