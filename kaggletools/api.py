@@ -352,6 +352,14 @@ def runs(name: str | None = None, runs_dir: Path = Path("runs")) -> pd.DataFrame
     return listing.table(Path(runs_dir), name)
 
 
+def compare_runs(name: str | None = None, runs_dir: Path = Path("runs"), out: Path = Path("runs.html")) -> Path:
+    """One self-contained HTML page comparing past runs side by side: scores, curves overlaid, the
+    recipe fields and options that differ. Returns its path."""
+    from kaggletools.runs import compare
+
+    return compare.write(Path(runs_dir), Path(out), name)
+
+
 def validate(name: str | Competition, csv: Path, data_dir: Path | None = None) -> None:
     """Check a submission file as Kaggle would: against the test items of `data_dir` (or its sample
     submission) when given, else against the competition's format."""

@@ -113,7 +113,7 @@ def test_top_losses_are_the_items_with_the_highest_loss(trained):
     assert np.allclose([r["loss"] for r in rows], np.sort(loss)[::-1][:len(rows)], rtol=1e-5)
     for r in rows:
         i = ids.index(r["id"])
-        assert r["actual"] == gallery.label_text(comp.task, comp.classes, y[i])
+        assert r["actual"] == gallery.label_text(comp.task, comp.classes, y[i], comp.negative_class)
 
 
 def test_report_html_is_one_self_contained_file_with_the_run(trained):

@@ -161,6 +161,8 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s = sub.add_parser("runs", help="past runs, best first", parents=[common])
     s.add_argument("competition", nargs="?", help="only this competition's")
     s.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders are (default runs)")
+    s.add_argument("--html", type=Path, nargs="?", const=Path("runs.html"), metavar="FILE",
+                   help="write one page comparing the runs side by side (default runs.html)")
     s.add_argument("-v", "--csv", action="store_true", help="CSV output")
     s = sub.add_parser("interpret", help="confusion matrix, top losses, thresholds, probabilities of a run",
                        parents=[common])

@@ -170,6 +170,9 @@ def blend(a) -> None:
 
 
 def runs(a) -> None:
+    if a.html:
+        print(api.compare_runs(a.competition, a.runs, a.html))
+        return
     table = api.runs(a.competition, a.runs)
     _print_table(table if a.csv else _readable_runs(table, Path(a.runs)), a.csv)
 
