@@ -288,3 +288,62 @@ def test_new_writes_a_module_that_passes_the_contract_and_the_demo_as_a_plugin(t
                                str(REPO / "tests" / "test_contract.py"), "-k", "distracted and not round_trip"],
                               capture_output=True, text=True, env=env, cwd=tmp_path)
     assert contract.returncode == 0 and " passed" in contract.stdout, contract.stdout[-3000:]
+
+
+def one_folder(folder: Path) -> Path:
+    """Plant Pathology's layout: images/ holds both, train.csv labels some (one column per class),
+    test.csv lists the others (ids alone: not a label file), the sample submission too."""
+    folder = column_per_class(folder)
+    for f in (folder / "test_images").iterdir():
+        f.rename(folder / "images" / f.name)
+    (folder / "test_images").rmdir()
+    pd.read_csv(folder / "sample_submission.csv")[["image_id"]].to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+def test_train_and_test_images_in_one_folder_with_a_test_list_beside(tmp_path):
+    folder = one_folder(tmp_path / "d")
+    spec = infer.infer("pathology-like", folder, need_test=True)
+    assert (spec.labels, spec.train, spec.test, spec.shared) == ("train.csv", "images", "images", True)
+    comp = inferred.build(spec)
+    assert len(comp.items(folder, "train")) == 36 and len(comp.items(folder, "test")) == 12
+
+
+MIRRORED = ("layout", "task", "format", "train", "test", "labels", "id_column", "label_column", "submission_id",
+            "submission_label", "keep_suffix", "shared", "group_file", "group_id", "group_column", "sample")
+CHECK_MIRROR = """
+import importlib.util, json, sys
+from pathlib import Path
+from kaggletools.competition import infer, inferred, registry
+from kaggletools.options import Inference
+module, slug, fixture, group_by, fields = sys.argv[1:6]
+spec = importlib.util.spec_from_file_location(Path(module).stem, module)
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+comp = registry.get(slug)
+answers = comp.make_fixture(Path(fixture), 40, 12, 0)
+comp.prepare(Path(fixture))
+again = infer.infer(slug, Path(fixture), Inference(), group_by).to_dict()
+print(json.dumps({"spec": {k: again[k] for k in fields.split(",")}, "train": len(comp.items(fixture, "train")),
+                  "test": len(comp.items(fixture, "test")), "answers": list(answers.columns),
+                  "columns": comp.submission_columns()}))
+"""
+
+
+@pytest.mark.parametrize("make, group_by", [(class_folders, ""), (binary_csv, ""), (tags_csv, ""),
+                                            (column_per_class, ""), (one_folder, ""), (drivers, "subject")])
+def test_new_writes_a_fixture_that_mirrors_the_real_layout(tmp_path, make, group_by):
+    """The module's generated download is inferred again as the same competition."""
+    import json
+
+    from kaggletools.steps import infer as inferring
+
+    folder = make(tmp_path / "real")
+    slug = f"mirror-{make.__name__.replace('_', '-')}"
+    module = inferring.new(slug, folder, tmp_path / "module.py", group_by=group_by, show=False)
+    real = infer.infer(slug, folder, Inference(), group_by).to_dict()
+    done = subprocess.run([sys.executable, "-c", CHECK_MIRROR, str(module), slug, str(tmp_path / "fixture"), group_by,
+                           ",".join(MIRRORED)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["spec"] == {k: real[k] for k in MIRRORED}
+    assert (found["train"], found["test"]) == (40, 12) and found["answers"] == found["columns"]

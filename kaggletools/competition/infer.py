@@ -217,7 +217,8 @@ def _label_file(data_dir, train, names, given, sample) -> tuple[Path, str]:
             raise CompetitionError(f"--labels {given.labels}: {path} is not a file")
         candidates = {path: _id_columns(_read(path), names)}
     else:
-        candidates = {p: c for p in _csvs(data_dir, sample) if (c := _id_columns(_read(p), names))}
+        candidates = {p: c for p in _csvs(data_dir, sample)  # a test list (ids alone) labels nothing
+                      if len(_read(p).columns) > 1 and (c := _id_columns(_read(p), names))}
         if len(candidates) > 1:
             shown = " and ".join(_rel(data_dir, p) for p in candidates)
             raise CompetitionError(f"{data_dir}: two candidate label files, {shown}, name the images of {train}/; "
@@ -303,12 +304,21 @@ def _test(spec: Spec, data_dir: Path, test: str, need: bool) -> Spec:
             raise CompetitionError(f"{data_dir}: several test folders ({', '.join(_rel(data_dir, h) for h in held)}); "
                                    "give --test DIR")
         folder = _rel(data_dir, held[0]) if held else ""
+    if not folder and spec.sample and spec.layout != "folders" and _lists_images(data_dir, spec):
+        folder = spec.train  # train and test images in one folder (the label file names the training ones)
     if not folder and need:
         what = f"{spec.sample} lists the test ids but no test folder holds images" if spec.sample else \
             "no sample_submission.csv and no test folder"
         raise CompetitionError(f"{data_dir}: {what}: nothing to predict; give --test DIR (the test images)")
     suffix = spec.layout == "folders" or bool(spec.labels) and _suffixed(data_dir / spec.labels, spec.id_column)
-    return replace(spec, test=folder, test_list=spec.sample if folder and spec.sample else "", keep_suffix=suffix)
+    return replace(spec, test=folder, test_list=spec.sample if folder and spec.sample else "", keep_suffix=suffix,
+                   shared=bool(folder) and folder == spec.train)
+
+
+def _lists_images(data_dir: Path, spec: Spec) -> bool:
+    """Whether the sample submission's ids are (mostly) images of the training folder."""
+    ids = _read(data_dir / spec.sample).iloc[:, 0].astype(str).str.strip()
+    return bool(len(ids)) and ids.isin(_image_names(data_dir / spec.train)).mean() >= 0.5
 
 
 def _suffixed(path: Path, column: str) -> bool:

@@ -42,6 +42,7 @@ class Spec:
     test_list: str = ""              # a CSV listing the test ids in order (the sample submission), or ""
     keep_suffix: bool = False        # ids keep the file suffix (label CSV, test folder)
     suffix: str = ".jpg"             # the training images' file suffix (for `new`'s fixture)
+    shared: bool = False             # test images in the training folder (the label file names the others)
     format: str = "label"            # binary | probs | label | tags (see FORMATS)
     sample: str = ""                 # the sample submission ("" none: the format was guessed)
     submission_id: str = "id"        # the submission's id column
@@ -108,10 +109,12 @@ def _train_items(s: Spec, data_dir: Path) -> pd.DataFrame:
     if s.layout == "folders":
         return layouts.labelled_by_folder(data_dir, s.train, s.classes)
     if s.layout == "tags":
-        return layouts.labelled_by_tags(data_dir, s.labels, s.train, s.id_column, s.label_column, s.classes)
+        return layouts.labelled_by_tags(data_dir, s.labels, s.train, s.id_column, s.label_column, s.classes,
+                                        skip_unlabelled=s.shared)
     if s.layout == "columns":
-        return layouts.labelled_by_columns(data_dir, s.labels, s.train, s.id_column, s.classes)
-    return layouts.labelled_by_csv(data_dir, s.labels, s.train, s.id_column, s.label_column)
+        return layouts.labelled_by_columns(data_dir, s.labels, s.train, s.id_column, s.classes,
+                                           skip_unlabelled=s.shared)
+    return layouts.labelled_by_csv(data_dir, s.labels, s.train, s.id_column, s.label_column, skip_unlabelled=s.shared)
 
 
 def _with_groups(s: Spec, data_dir: Path, table: pd.DataFrame) -> pd.DataFrame:

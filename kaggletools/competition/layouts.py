@@ -142,18 +142,20 @@ def listed(data_dir: Path, csv_name: str, folder: str, id_column: str) -> pd.Dat
 
 
 def labelled_by_tags(data_dir: Path, csv_name: str, folder: str, id_column: str, tags_column: str,
-                     classes) -> pd.DataFrame:
+                     classes, skip_unlabelled: bool = False) -> pd.DataFrame:
     """Multi-label items of an image folder labelled by a CSV `id_column,tags_column` with
     space-separated tags (Planet's `image_name,tags`): columns id, source and one 0/1 column per
-    class. Ids as for `labelled_by_csv`; unknown tags and duplicate ids are errors naming the file."""
+    class. Ids and `skip_unlabelled` as for `labelled_by_csv`; unknown tags and duplicate ids are
+    errors naming the file."""
     labels = read_labels(Path(data_dir) / csv_name, classes, id_column, tags_column)
-    return _with_images(labels, data_dir, csv_name, folder, id_column)
+    return _with_images(labels, data_dir, csv_name, folder, id_column, skip_unlabelled)
 
 
-def labelled_by_columns(data_dir: Path, csv_name: str, folder: str, id_column: str, classes) -> pd.DataFrame:
+def labelled_by_columns(data_dir: Path, csv_name: str, folder: str, id_column: str, classes,
+                        skip_unlabelled: bool = False) -> pd.DataFrame:
     """Items of an image folder labelled by a CSV with one 0/1 column per class (`id_column`, then
-    the classes): columns id, source and the class columns (text; the task checks them). Ids as
-    for `labelled_by_csv`; duplicate ids are errors naming the file."""
+    the classes): columns id, source and the class columns (text; the task checks them). Ids and
+    `skip_unlabelled` as for `labelled_by_csv`; duplicate ids are errors naming the file."""
     path = Path(data_dir) / csv_name
     df = read_csv(path, (id_column, *classes))
     ids = df[id_column].str.strip()
@@ -163,7 +165,7 @@ def labelled_by_columns(data_dir: Path, csv_name: str, folder: str, id_column: s
     labels = pd.DataFrame({"id": ids.to_numpy()})
     for c in classes:
         labels[c] = df[c].str.strip().to_numpy()
-    return _with_images(labels, data_dir, csv_name, folder, id_column)
+    return _with_images(labels, data_dir, csv_name, folder, id_column, skip_unlabelled)
 
 
 def _with_images(labels: pd.DataFrame, data_dir: Path, csv_name: str, folder: str, id_column: str,

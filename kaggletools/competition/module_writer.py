@@ -95,6 +95,8 @@ def _items(spec: Spec) -> list[str]:
                      f"{spec.label_column!r}, CLASSES)",
              "columns": f"layouts.labelled_by_columns(data_dir, {spec.labels!r}, {spec.train!r}, "
                         f"{spec.id_column!r}, CLASSES)"}[spec.layout]
+    if spec.shared:  # test images beside the training ones: the label file says which are which
+        train = train[:-1] + ", skip_unlabelled=True)"
     if spec.test_list:
         test = f"layouts.listed(data_dir, {spec.test_list!r}, {spec.test!r}, {spec.submission_id!r})"
     else:
