@@ -87,12 +87,20 @@ def submit(name: str, csv: Path, message: str = "kaggletools", data_dir: Path | 
 
 
 def wait_for_score(name: str, ref: int, show: bool = True, **polling):
-    """Poll (bounded backoff) until Kaggle has scored submission `ref`; its row (kaggle_api.Submission)."""
+    """Poll (bounded backoff) until Kaggle has scored submission `ref`; its row (kaggle_api.Submission).
+    Prints each change of status with the time waited so far."""
+    import time
+
     from kaggletools import progress
     from kaggletools.kaggle import competitions as kaggle_api
 
+    start, last = time.monotonic(), [None]
+
     def report(row):
-        progress.write(f"waiting for the score: {row.status if row else 'not listed yet'}", show)
+        status = row.status if row else "not listed yet"
+        if status != last[0]:
+            last[0] = status
+            progress.write(f"waiting for the score: {status} ({time.monotonic() - start:.0f} s elapsed)", show)
 
     return kaggle_api.wait_for_score(kaggle_slug(name), ref, on_poll=report, **polling)
 

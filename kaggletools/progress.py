@@ -25,16 +25,18 @@ def is_silenced() -> bool:
 
 
 def bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", enabled: bool = True,
-        leave: bool = False):
-    """A progress bar over `iterable` (or updated by hand with `.update(n)`)."""
+        leave: bool = False, bytes_: bool = False):
+    """A progress bar over `iterable` (or updated by hand with `.update(n)`); `bytes_`: counts
+    bytes, shown in KiB, MiB, ..."""
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)
     enabled = enabled and not is_silenced()
     if enabled and sys.stderr.isatty():
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True)
-    return LineBar(iterable, total=total, desc=desc, unit=unit, enabled=enabled)
+        scale = {"unit_scale": True, "unit_divisor": 1024} if bytes_ else {}
+        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True, **scale)
+    return LineBar(iterable, total=total, desc=desc, unit=unit, enabled=enabled, bytes_=bytes_)
 
 
 def printable(text, keep: str = "") -> str:
@@ -67,8 +69,9 @@ class LineBar:
     `every` seconds) and always at the end."""
 
     def __init__(self, iterable=None, *, total=None, desc="", unit="it", enabled=True, steps: int = 10,
-                 every: float = 5.0):
+                 every: float = 5.0, bytes_: bool = False):
         self.iterable, self.total, self.desc, self.unit, self.enabled = iterable, total, desc, unit, enabled
+        self.bytes = bytes_
         self.n, self.steps, self.next_mark, self.postfix, self.every = 0, steps, 1, "", every
         self.start = self.last = time.perf_counter()
 
@@ -106,7 +109,11 @@ class LineBar:
     def _line(self) -> None:
         self.last = time.perf_counter()
         seconds = self.last - self.start
-        done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        if self.bytes:
+            done, unit = (f"{self.n / 2**20:.1f}/{self.total / 2**20:.1f}" if self.total
+                          else f"{self.n / 2**20:.1f}"), "MiB"
+        else:
+            done, unit = (f"{self.n}/{self.total}" if self.total else f"{self.n}"), self.unit
         pct = f" {100 * self.n // self.total}%" if self.total else ""
-        print(f"{self.desc}:{pct} {done} {self.unit} in {seconds:.1f} s {self.postfix}".rstrip(), file=sys.stderr,
+        print(f"{self.desc}:{pct} {done} {unit} in {seconds:.1f} s {self.postfix}".rstrip(), file=sys.stderr,
               flush=True)

@@ -160,7 +160,8 @@ def calling(api: Any, action: str, slug: str | None = None, file: str | None = N
     """Run client calls with `_client_io`, turning their exceptions (and any SystemExit) into
     KaggleErrors whose messages, like those of their causes, are redacted."""
     red = _redactor_of(api)
-    with _client_io(red, show=show or getattr(api, "_kaggletools_verbose", False)) as out, _request_timeout():
+    with (_client_io(red, show=show or getattr(api, "_kaggletools_verbose", False)) as out, _request_timeout(),
+          our_bars(action)):
         try:
             yield out
         except SystemExit:
@@ -171,6 +172,31 @@ def calling(api: Any, action: str, slug: str | None = None, file: str | None = N
             if err is None or err is e:
                 raise
             raise err from e
+
+
+@contextlib.contextmanager
+def our_bars(action: str) -> Iterator[None]:
+    """While the client runs, its tqdm bars (download, upload) are kaggletools.progress bars: tqdm
+    on a terminal, plain lines in a log file, nothing under --quiet (the client's `quiet` too)."""
+    extended = sys.modules.get("kaggle.api.kaggle_api_extended")  # imported by `client()`, never here
+    original = getattr(extended, "tqdm", None)
+    if original is None:
+        yield
+        return
+    from kaggletools import progress
+
+    def bar(iterable=None, *args, total=None, initial=0, disable=False, desc=None, unit="it", **ignored):
+        made = progress.bar(iterable, total=total, desc=desc or action, unit=unit, enabled=not disable,
+                            bytes_=unit == "B")
+        if initial:
+            made.update(initial)
+        return made
+
+    extended.tqdm = bar
+    try:
+        yield
+    finally:
+        extended.tqdm = original
 
 
 SOCKET_TIMEOUT = 60.0  # s without a byte from Kaggle before a call fails (the client sets none on its calls)
