@@ -166,6 +166,18 @@ def datasets_version(folder: Path, message: str, **how):
     return datasets.version(folder, message, **how)
 
 
+def bundle(run_dir: Path, folder: Path, *, dataset: str | None = None, kernel: str | None = None,
+           with_torch: bool = False, wheels: bool = True, overwrite: bool = False, quiet: bool = False) -> Path:
+    """A folder to upload as a Kaggle dataset for a code competition: the run, the wheels of
+    kaggletools and its dependencies (torch and torchvision left to the image unless `with_torch`),
+    the backbone's weights, dataset-metadata.json and an inference notebook that installs with no
+    index and writes a validated /kaggle/working/submission.csv (kaggletools.steps.bundle)."""
+    from kaggletools.steps import bundle as bundling
+
+    return bundling.bundle(Path(run_dir), Path(folder), dataset=dataset, kernel=kernel, with_torch=with_torch,
+                           with_wheels=wheels, overwrite=overwrite, quiet=quiet)
+
+
 # -- data -------------------------------------------------------------------------------------------
 def prepare(name: str | Competition, data_dir: Path, add: list[Path] | None = None, quiet: bool = False,
             work: Path | None = None) -> Path:
