@@ -58,6 +58,9 @@ def curves(runs: dict[str, Path], metric: str, title: str, path: Path) -> Path |
     top.set_ylabel(f"valid {metric}")
     bottom.set_ylabel("loss (solid valid, dotted train)")
     bottom.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     top.set_title(title, fontsize=10)
     for ax in (top, bottom):
         ax.grid(color="#dddddd", lw=0.5)
