@@ -127,3 +127,43 @@ def test_a_work_folder_that_cannot_be_made_says_which_option_to_use(tmp_path, re
     assert main(["prepare", REDUX, "--data", str(ro), "--work", str(blocker / "w"), "-q"]) == 1
     err = capsys.readouterr().err
     assert "--work DIR" in err and str(ro) in err
+
+
+def test_cli_on_a_real_read_only_mount_train_run_and_predict(tmp_path):
+    """The command line as a Kaggle notebook uses it, with /kaggle/input (and then the run folder)
+    mounted read-only for real (`unshare -m`, a read-only bind mount: EROFS even for root)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare (util-linux) for a read-only bind mount")
+    root = tmp_path / "kaggle"
+    ro = kaggle_style_input(root / "input" / REDUX, n_train=16, n_test=6)
+    (root / "working").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLETOOLS_WORK")}
+    env.update(KAGGLETOOLS_KAGGLE_ROOT=str(root), KAGGLE_KERNEL_RUN_TYPE="Batch")
+    tiny = "--backbone resnet18 --size 32 --batch-size 8 --no-pretrained --epochs 1 --freeze-epochs 0 -q"
+    kt = f"{sys.executable} -m kaggletools"
+    script = (f"mount --bind -o ro {root / 'input'} {root / 'input'} || exit 99; "
+              f"touch {ro / 'x'} 2>/dev/null && exit 98; "
+              f"{kt} train {REDUX} --data {ro} --runs runs {tiny} && "
+              f"{kt} run {REDUX} --data {ro} --runs runs {tiny} --out run-sub.csv")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=root / "working", env=env, capture_output=True,
+                          text=True)
+    if done.returncode == 99:
+        pytest.skip(f"no read-only bind mount here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    run = Path(done.stdout.splitlines()[0])
+    assert (root / "working" / run / "model.pt").is_file() and (root / "working" / "run-sub.csv").is_file()
+    assert sorted(os.listdir(ro)) == ["sample_submission.csv", "test.zip", "train.zip"]
+    assert (root / "temp" / "kaggletools").is_dir()  # the unpacked mirror, on Kaggle under /kaggle/temp
+    runs_dir = root / "working" / "runs"
+    script = (f"mount --bind -o ro {root / 'input'} {root / 'input'} && mount --bind -o ro {runs_dir} {runs_dir} && "
+              f"{kt} predict {root / 'working' / run} --data {ro} -q")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=root / "working", env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert Path(done.stdout.strip()) == root / "working" / "submission.csv"
+    api.validate(REDUX, root / "working" / "submission.csv", mirror.location(ro, root / "temp" / "kaggletools"))
+    assert (root / "working" / "submission.test_predictions.csv").is_file()  # beside it: the run folder is read-only
