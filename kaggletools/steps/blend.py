@@ -115,9 +115,10 @@ def _test_probabilities(saved, data_dir: Path, show: bool) -> tuple[list, list[n
     comp = saved[0].competition
     out = []
     for s, t in zip(saved, tables):
-        with runs.damaged(s.run.file("test_predictions.csv")):
-            out.append(inference.read_probability_table(comp, t.set_index(t["id"].astype(str)).loc[ids].reset_index(),
-                                                        str(s.run.file("test_predictions.csv"))))
+        file = s.run.file("test_predictions.csv")
+        with runs.damaged(file):
+            in_order = t.set_index(t["id"].astype(str)).loc[ids].reset_index(drop=True)
+            out.append(inference.read_probability_table(comp, in_order, str(file)))
     return list(ids), out
 
 
