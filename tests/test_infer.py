@@ -329,9 +329,10 @@ print(json.dumps({"spec": {k: again[k] for k in fields.split(",")}, "train": len
 """
 
 
-@pytest.mark.parametrize("make, group_by", [(class_folders, ""), (binary_csv, ""), (tags_csv, ""),
-                                            (column_per_class, ""), (one_folder, ""), (drivers, "subject")])
-def test_new_writes_a_fixture_that_mirrors_the_real_layout(tmp_path, make, group_by):
+@pytest.mark.parametrize("make, group_by, metric", [
+    (class_folders, "", ""), (binary_csv, "", ""), (tags_csv, "", ""), (column_per_class, "", ""), (one_folder, "", ""),
+    (drivers, "subject", ""), (binary_csv, "", "accuracy"), (class_folders, "", "map@2"), (tags_csv, "", "f1_macro")])
+def test_new_writes_a_fixture_that_mirrors_the_real_layout(tmp_path, make, group_by, metric):
     """The module's generated download is inferred again as the same competition."""
     import json
 
@@ -339,7 +340,8 @@ def test_new_writes_a_fixture_that_mirrors_the_real_layout(tmp_path, make, group
 
     folder = make(tmp_path / "real")
     slug = f"mirror-{make.__name__.replace('_', '-')}"
-    module = inferring.new(slug, folder, tmp_path / "module.py", group_by=group_by, show=False)
+    module = inferring.new(slug, folder, tmp_path / "module.py", group_by=group_by, show=False,
+                           **({"metric": metric} if metric else {}))
     real = infer.infer(slug, folder, Inference(), group_by).to_dict()
     done = subprocess.run([sys.executable, "-c", CHECK_MIRROR, str(module), slug, str(tmp_path / "fixture"), group_by,
                            ",".join(MIRRORED)], capture_output=True, text=True, cwd=tmp_path)
@@ -347,3 +349,15 @@ def test_new_writes_a_fixture_that_mirrors_the_real_layout(tmp_path, make, group
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["spec"] == {k: real[k] for k in MIRRORED}
     assert (found["train"], found["test"]) == (40, 12) and found["answers"] == found["columns"]
+
+
+def test_a_metric_changes_what_the_submission_holds_where_it_must(tmp_path):
+    hard = inferred.build(infer.infer("rings", binary_csv(tmp_path / "b"), Inference(metric="accuracy")))
+    assert hard.submission(["a", "b"], np.array([[0.7], [0.2]]), {})["has_ring"].tolist() == [1, 0]
+    top = inferred.build(infer.infer("shapes", class_folders(tmp_path / "c"), Inference(metric="map@2")))
+    table = top.submission(["a"], np.array([[0.1, 0.6, 0.3]]), {})
+    assert table["species"].tolist() == ["disc ring"] and top.metric_name == "map@2"
+    assert top.read_submission(table).tolist() == [[0.0, 1.0, 0.5]]
+    assert top.metric(np.array([[0., 0., 1.]]), top.read_submission(table)) == 0.5
+    with pytest.raises(CompetitionError, match="--metric qwk scores multiclass"):
+        inferred.build(infer.infer("rings", tmp_path / "b", Inference(metric="qwk")))

@@ -135,7 +135,7 @@ def _with_groups(s: Spec, data_dir: Path, table: pd.DataFrame) -> pd.DataFrame:
 
 def build(spec: Spec) -> Competition:
     """The Competition the spec describes, on the base of its submission format."""
-    base, metric = BASES[spec.format], _catalog_metric(spec.metric)
+    base, metric = BASES[spec.format], _catalog_metric(spec.metric, spec.task)
     if metric is not None and spec.format == "binary" and metric.name != "log_loss":
         base = bases.BinaryProbability  # no clip: only log loss wants one
     attrs = {"spec": spec, "title": f"{spec.slug} (inferred from its data folder)", "classes": tuple(spec.classes),
@@ -144,7 +144,10 @@ def build(spec: Spec) -> Competition:
              "files": tuple(f for f in (spec.labels, spec.sample) if f), "metric_name": spec.metric_name}
     if metric is not None:
         attrs.update(_catalog_methods(metric, base))
-    comp = type("InferredCompetition", (Inferred, base), attrs)()
+    extra = mixins(spec, metric)
+    if TopK in extra:
+        attrs["top_k"] = int(metric.name.split("@")[1])
+    comp = type("InferredCompetition", (Inferred, *extra, base), attrs)()
     comp.slug = spec.slug
     comp.task = tasks.resolve(spec.task)
     try:
@@ -154,8 +157,8 @@ def build(spec: Spec) -> Competition:
     return comp
 
 
-def _catalog_metric(name: str):
-    """The catalog's metric `name` (None for none)."""
+def _catalog_metric(name: str, task: str):
+    """The catalog's metric `name` (None for none), checked against the task."""
     if not name:
         return None
     try:
@@ -163,7 +166,60 @@ def _catalog_metric(name: str):
     except ImportError:
         raise CompetitionError("--metric needs kaggletools.score.catalog, which this installation lacks; leave "
                                "--metric out for the format's default") from None
-    return catalog.get(name)
+    metric = catalog.get(name)
+    if task not in metric.tasks:
+        fit = [n for n in catalog.names() if task in catalog.get(n).tasks]
+        raise CompetitionError(f"--metric {name} scores {', '.join(metric.tasks)} tasks, and this one is {task}; "
+                               f"choose one of {', '.join(fit)}")
+    return metric
+
+
+class HardBinary:
+    """Binary scored on decisions (accuracy): the submission holds 0 or 1, not P(positive)."""
+
+    def submission(self, ids, probs, post) -> pd.DataFrame:
+        return super().submission(ids, (np.asarray(probs)[:, :1] > 0.5).astype(int), post)
+
+
+class TopK:
+    """The `top_k` most probable class names, space-separated, best first (MAP@k: whales'
+    `Image,Id`); read back as scores falling with the rank, which MAP@k scores the same."""
+
+    top_k = 5
+
+    def submission(self, ids, probs, post) -> pd.DataFrame:
+        order = np.argsort(-np.asarray(probs), 1, kind="stable")[:, :self.top_k]
+        names = np.asarray(self.classes, dtype=object)
+        return pd.DataFrame({self.id_column: list(ids), self.label_column: [" ".join(names[r]) for r in order]})
+
+    def read_submission(self, df) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        y = np.zeros((len(df), len(self.classes)))
+        for row, text in enumerate(df[self.label_column].astype(str)):
+            for rank, name in enumerate(text.split()[:self.top_k]):
+                if name in index and not y[row, index[name]]:
+                    y[row, index[name]] = (self.top_k - rank) / self.top_k
+        return y
+
+    def validate_rows(self, df) -> None:
+        from kaggletools.errors import SubmissionError
+
+        for row, text in enumerate(df[self.label_column].astype(str)):
+            unknown = [t for t in text.split() if t not in self.classes]
+            if unknown or not text.split() or len(text.split()) > self.top_k:
+                raise SubmissionError(f"row {row + 1} (id {df[self.id_column].iloc[row]}): {text!r} is not 1 to "
+                                      f"{self.top_k} known classes separated by spaces")
+
+
+def mixins(spec: Spec, metric) -> tuple:
+    """What a catalog metric changes in the submission: hard 0/1 labels, the top k classes."""
+    if metric is None:
+        return ()
+    if spec.format == "binary" and metric.name == "accuracy":
+        return (HardBinary,)
+    if spec.format == "label" and metric.name.startswith("map@"):
+        return (TopK,)
+    return ()
 
 
 def _catalog_methods(metric, base) -> dict:

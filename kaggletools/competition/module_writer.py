@@ -7,14 +7,17 @@ from __future__ import annotations
 import keyword
 import re
 
-from kaggletools.competition.inferred import BASES, FORMATS, Spec
+from kaggletools.competition.inferred import BASES, FORMATS, Spec, mixins
 
 MAX_FIXTURE_CLASSES = 6   # a fixture of 64 images learns a few classes, not 120
 
 
 def source(spec: Spec) -> str:
     """The module's text."""
-    base = BASES[spec.format].__name__
+    metric = _catalog(spec)
+    extra = [m.__name__ for m in mixins(spec, metric)]
+    base = ("BinaryProbability" if metric is not None and spec.format == "binary" and metric.name != "log_loss"
+            else BASES[spec.format].__name__)
     lines = [f'"""{spec.slug}: written by `kaggletools new` from its data folder; edit freely.',
              "",
              f"Training images: {_where(spec)}; a {spec.task} task scored by {spec.metric_name};",
@@ -25,16 +28,20 @@ def source(spec: Spec) -> str:
              "from kaggletools.competition import Recipe, " + ("files, " if _sample_files(spec) else "")
              + "fixtures, layouts, register",
              f"from kaggletools.competition.bases import {base}"]
+    if extra:
+        lines.append(f"from kaggletools.competition.inferred import {', '.join(extra)}  # how the submission is written")
     if spec.metric:
         lines.append("from kaggletools.score import catalog")
     lines += ["", f"CLASSES = {_tuple(spec.classes)}", "", "",
-              f"@register({spec.slug!r})", f"class {_class_name(spec.slug)}({base}):",
+              f"@register({spec.slug!r})", f"class {_class_name(spec.slug)}({', '.join([*extra, base])}):",
               f"    title = {spec.slug!r}", "    classes = CLASSES",
               f"    files = {_tuple(_files(spec))}"]
     if spec.submission_id != "id":
         lines.append(f"    id_column = {spec.submission_id!r}")
     if spec.format != "probs" and spec.submission_label != "label":
         lines.append(f"    label_column = {spec.submission_label!r}")
+    if "TopK" in extra:
+        lines.append(f"    top_k = {int(metric.name.split('@')[1])}")
     if spec.group_column:
         lines.append(f"    group_column = {spec.group_column!r}           # groups never straddle a split")
     if spec.format == "label" and not spec.metric:
@@ -43,6 +50,14 @@ def source(spec: Spec) -> str:
               '    demo = {"size": 64}', ""]
     lines += _metric(spec) + _items(spec) + _sample_method(spec) + _sample_files(spec) + _fixture(spec)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _catalog(spec: Spec):
+    if not spec.metric:
+        return None
+    from kaggletools.score import catalog
+
+    return catalog.get(spec.metric)
 
 
 def _where(spec: Spec) -> str:
