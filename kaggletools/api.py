@@ -215,17 +215,12 @@ class Settings(NamedTuple):
     options: opts.RunOptions
 
 
-def settings(name: str | Competition, overrides: dict, data_dir: Path | None = None, *, need_test: bool = False,
-             full: bool = False, work: Path | None = None) -> Settings:
-    """The competition, its recipe and default run options with `overrides` applied to each. A slug
-    no module registers is inferred from `data_dir` (kaggletools.steps.infer), settled by the
-    fields of kaggletools.options.Inference among `overrides`."""
+def settings(name: str | Competition, overrides: dict, data_dir: Path | None = None, **how) -> Settings:
+    """The competition, its recipe and default run options with `overrides` applied to each; a slug no
+    module registers is inferred from `data_dir` (kaggletools.steps.infer.settled: `how`)."""
     from kaggletools.steps import infer
 
-    given = {k: v for k, v in overrides.items() if k in opts.Inference.__dataclass_fields__}
-    rest = {k: v for k, v in overrides.items() if k not in given}
-    comp = infer.competition(name, data_dir, given, rest.get("group_by") or "", need_test=need_test, full=full,
-                             show=rest.get("progress", True), work=work)
+    comp, rest = infer.settled(name, data_dir, overrides, **how)
     return Settings(comp, *opts.resolve(comp.recipe, rest))
 
 

@@ -15,6 +15,16 @@ from kaggletools.options import Inference
 from kaggletools.steps import workspace
 
 
+def settled(name: "str | Competition", data_dir: Path | None, overrides: dict, *, need_test: bool = False,
+            full: bool = False, work: Path | None = None) -> tuple[Competition, dict]:
+    """The competition (see `competition`) and the `overrides` left once the fields of
+    kaggletools.options.Inference among them settled it."""
+    given = {k: v for k, v in overrides.items() if k in Inference.__dataclass_fields__}
+    rest = {k: v for k, v in overrides.items() if k not in given}
+    return competition(name, data_dir, given, rest.get("group_by") or "", need_test=need_test, full=full,
+                       show=rest.get("progress", True), work=work), rest
+
+
 def competition(name: "str | Competition", data_dir: Path | None = None, inference: dict | None = None,
                 group_by: str = "", *, need_test: bool = False, full: bool = False, show: bool = True,
                 work: Path | None = None) -> Competition:
