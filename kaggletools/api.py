@@ -16,6 +16,7 @@ from kaggletools import options as opts
 from kaggletools.model import names as backbone_names
 import kaggletools.competition.registry as registry
 from kaggletools.competition.interface import Competition
+from kaggletools.steps import preflight  # light: checks before anything long starts
 
 SUBMISSIONS = Path("submissions")
 
@@ -89,18 +90,13 @@ def submit(name: str, csv: Path, message: str = "kaggletools", data_dir: Path | 
 def wait_for_score(name: str, ref: int, show: bool = True, **polling):
     """Poll (bounded backoff) until Kaggle has scored submission `ref`; its row (kaggle_api.Submission).
     Prints each change of status with the time waited so far."""
-    import time
-
     from kaggletools import progress
     from kaggletools.kaggle import competitions as kaggle_api
 
-    start, last = time.monotonic(), [None]
+    said = progress.changes("waiting for the score", show)
 
     def report(row):
-        status = row.status if row else "not listed yet"
-        if status != last[0]:
-            last[0] = status
-            progress.write(f"waiting for the score: {status} ({time.monotonic() - start:.0f} s elapsed)", show)
+        said(row.status if row else "not listed yet")
 
     return kaggle_api.wait_for_score(kaggle_slug(name), ref, on_poll=report, **polling)
 
@@ -282,8 +278,6 @@ def train(name: str, data_dir: Path, *, resume: Path | None = None, folder: Path
 
     data_dir = workspace.data_folder(comp, Path(data_dir), work, quiet=not run_options.progress)
     if folder is None:  # a fold of `cv` was checked by cv
-        from kaggletools.steps import preflight
-
         preflight.check(comp, data_dir, recipe, run_options)
     return training.train(comp, data_dir, recipe, run_options, folder=folder)
 
@@ -338,8 +332,6 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
     from kaggletools.steps import blend as blending
     from kaggletools.steps import predict as inference
     from kaggletools.runs import folder as runs
-    from kaggletools.steps import preflight
-
     if out:
         inference.refuse_existing(out, overwrite)
     preflight.check(comp, Path(data_dir), recipe, run_options, predicts=True, out=out, submissions=SUBMISSIONS)
@@ -368,8 +360,7 @@ def runs(name: str | None = None, runs_dir: Path = Path("runs")) -> pd.DataFrame
 
 
 def compare_runs(name: str | None = None, runs_dir: Path = Path("runs"), out: Path = Path("runs.html")) -> Path:
-    """One self-contained HTML page comparing past runs side by side: scores, curves overlaid, the
-    recipe fields and options that differ. Returns its path."""
+    """One HTML page comparing past runs: scores, curves overlaid, what differs (kaggletools.runs.compare)."""
     from kaggletools.runs import compare
 
     return compare.write(Path(runs_dir), Path(out), name)
@@ -408,8 +399,6 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
         from kaggletools.steps import workspace
 
         data_dir = workspace.writable_folder(data_dir, work)  # where rank 0 unpacked a read-only one
-    from kaggletools.steps import preflight
-
     preflight.check(comp, data_dir, recipe, run_options, predicts=True, submit=bool(submit_message), out=out,
                     submissions=SUBMISSIONS)
     the_run = training.train(comp, data_dir, recipe, run_options)

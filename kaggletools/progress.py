@@ -64,6 +64,18 @@ def write(text: str, enabled: bool = True) -> None:
         print(text, flush=True)
 
 
+def changes(prefix: str, enabled: bool = True):
+    """A function that prints `prefix: <status> (<n> s elapsed)` when the status it is given
+    differs from the last one (a poll's status line: changes only, with the time waited)."""
+    start, last = time.monotonic(), [None]
+
+    def say(status) -> None:
+        if status != last[0]:
+            last[0] = status
+            write(f"{prefix}: {status} ({time.monotonic() - start:.0f} s elapsed)", enabled)
+    return say
+
+
 class LineBar:
     """tqdm's interface, reporting on a new line at 10%, 20%, ... (at most one line every
     `every` seconds) and always at the end."""
