@@ -176,3 +176,27 @@ def test_vendored_iterative_stratification_gives_iterstrats_results():
     assert iterstrat.shuffle_split(y, 10, 3)[1].tolist() == [1, 5, 7, 12, 21, 23, 24, 31, 35, 36]
     with pytest.raises(ValueError, match="cannot make 41 folds"):
         iterstrat.kfold(y, 41, 0)
+
+
+def test_cross_validation_by_driver_keeps_drivers_apart_in_folds_and_in_the_blends_honest_halves(tmp_path,
+                                                                                                monkeypatch):
+    from kaggletools import api
+    from kaggletools.competition import registry
+    from kaggletools.steps import blend
+
+    comp = registry.get("state-farm")
+    folder = tmp_path / "data"
+    comp.make_fixture(folder, n_train=72, n_test=8, seed=1)
+    api.prepare(comp, folder, quiet=True)
+    seen = []
+    original = blend._groups
+    monkeypatch.setattr(blend, "_groups", lambda saved, ids: seen.append(original(saved, ids)) or seen[-1])
+    result = api.cross_validate(comp.slug, folder, folds=3, runs_dir=tmp_path / "runs", out=tmp_path / "cv.csv",
+                                progress=False, pretrained=False, backbone="resnet18", size=32, batch_size=16,
+                                freeze_epochs=1, epochs=0)
+    splits = [pd.read_csv(Path(r) / "split.csv", dtype=str) for r in result["runs"]]
+    held = [set(s.loc[s["is_valid"] == "True", "subject"]) for s in splits]
+    assert all(not a & b for i, a in enumerate(held) for b in held[i + 1:]), "a driver held out by two folds"
+    assert all(not set(s.loc[s["is_valid"] == "False", "subject"]) & h for s, h in zip(splits, held))
+    assert result["validation"] == "out-of-fold" and len(seen) == 1 and seen[0] is not None
+    assert len(seen[0]) == 72 and set(seen[0]) == set().union(*held)

@@ -164,9 +164,14 @@ def recorded_split(items: pd.DataFrame, table: pd.DataFrame, where: str) -> tupl
     added = len(items) - len(kept)
     notes = [f"resumed on the {len(kept)} items the run started with"
              + (f"; {added} item(s) added to the data folder since then are left out" if added else "")]
-    column = next((c for c in table.columns if c not in ("id", "is_valid", "fold")), "")
-    recorded = table[column].astype(str).to_numpy() if column else None
+    column, recorded = recorded_groups(table)
     return kept, _grouped(Split(valid, fold, notes), recorded, column)
+
+
+def recorded_groups(table: pd.DataFrame) -> tuple[str, np.ndarray | None]:
+    """The group column a split.csv recorded and each row's group ('', None: no groups)."""
+    column = next((c for c in table.columns if c not in ("id", "is_valid", "fold")), "")
+    return column, (table[column].astype(str).to_numpy() if column else None)
 
 
 def make_split(competition: "Competition", items: pd.DataFrame, valid_frac: float, seed: int, n_folds: int = 0,

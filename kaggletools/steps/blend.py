@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from kaggletools import progress
+from kaggletools.data import items as data
 from kaggletools.steps import predict as inference
 from kaggletools.runs import folder as runs
 from kaggletools.score import validation
@@ -53,7 +54,7 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
               "n_valid": int(len(y)), "post": post}
     if len(y):
         report["scores"] = {comp.metric_name: comp.metric(y, probs), "error_rate": comp.task.error_rate(y, probs)}
-        report["with_post"] = validation.cross_fitted(comp, y, probs)
+        report["with_post"] = validation.cross_fitted(comp, y, probs, groups=_groups(saved, ids_valid))
     made = folder is None or not Path(folder).exists()
     folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
     folder.mkdir(parents=True, exist_ok=True)  # only now: a refused blend leaves no folder
@@ -127,6 +128,22 @@ class Validation(NamedTuple):
     y: np.ndarray
     probs: np.ndarray
     how: str
+
+
+def _groups(saved, ids) -> np.ndarray | None:
+    """Each validation item's group as the runs' split.csv recorded it, for honest halves that keep
+    groups apart (None when the runs were not split by group)."""
+    found: dict[str, str] = {}
+    for s in saved:
+        if not s.run.file("split.csv").is_file():
+            return None
+        table = s.run.load_table("split.csv", ("id",), dtype={"id": str})
+        groups = data.recorded_groups(table)[1]
+        if groups is None:
+            return None
+        found.update(zip(table["id"], groups))
+    values = [found.get(str(i)) for i in ids]
+    return None if any(v is None for v in values) else np.asarray(values)
 
 
 def _validation(saved, w: np.ndarray) -> Validation:
