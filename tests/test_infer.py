@@ -257,6 +257,16 @@ def test_run_end_to_end_then_predict_from_the_run_folder_alone(tmp_path, capsys)
     rebuilt = inferred.for_run({"competition": "leaf-shapes", **_recorded(run_dir)})
     assert rebuilt.classes == ("ring", "cross", "disc") and rebuilt.id_column == "image_id"
     api.validate(rebuilt, again, folder)
+    # a run stopped before its weights resumes with the competition its folder recorded
+    import shutil
+
+    from kaggletools.steps import train as training
+
+    stopped = tmp_path / "runs" / "leaf-shapes" / "stopped"
+    shutil.copytree(run_dir, stopped)
+    (stopped / "model.pt").unlink()
+    assert training.resume_settings(stopped).competition.submission_columns() == ["image_id", "ring", "cross",
+                                                                                   "disc"]
 
 
 def _recorded(run_dir: Path) -> dict:
@@ -361,3 +371,20 @@ def test_a_metric_changes_what_the_submission_holds_where_it_must(tmp_path):
     assert top.metric(np.array([[0., 0., 1.]]), top.read_submission(table)) == 0.5
     with pytest.raises(CompetitionError, match="--metric qwk scores multiclass"):
         inferred.build(infer.infer("rings", tmp_path / "b", Inference(metric="qwk")))
+
+
+def test_state_farms_download_is_inferred_under_a_slug_without_a_module(tmp_path):
+    """The README's example: State Farm's Kaggle-shaped download (its module's generator), read
+    by the inference with --group-by subject as the module reads it."""
+    from kaggletools.competition import registry
+
+    module = registry.get("state-farm-distracted-driver-detection")
+    folder = tmp_path / "state-farm"
+    module.make_fixture(folder, n_train=60, n_test=20, seed=0)
+    spec = infer.infer("distracted-drivers", folder, group_by="subject", need_test=True)
+    assert (spec.layout, spec.format, spec.classes) == ("folders", "probs", module.classes)
+    assert (spec.group_file, spec.group_column, spec.submission_id) == ("driver_imgs_list.csv", "subject", "img")
+    comp = inferred.build(spec)
+    ours, theirs = comp.items(folder, "train"), module.items(folder, "train")
+    assert ours.set_index("id")["subject"].sort_index().equals(theirs.set_index("id")["subject"].sort_index())
+    assert sorted(comp.items(folder, "test")["id"]) == sorted(module.items(folder, "test")["id"])
