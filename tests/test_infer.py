@@ -388,3 +388,14 @@ def test_state_farms_download_is_inferred_under_a_slug_without_a_module(tmp_path
     ours, theirs = comp.items(folder, "train"), module.items(folder, "train")
     assert ours.set_index("id")["subject"].sort_index().equals(theirs.set_index("id")["subject"].sort_index())
     assert sorted(comp.items(folder, "test")["id"]) == sorted(module.items(folder, "test")["id"])
+
+
+def test_check_reports_the_inference_and_the_groups_per_side(tmp_path, capsys):
+    import json
+
+    folder = drivers(tmp_path / "d")
+    assert app.main(["check", "drivers", "--data", str(folder), "--group-by", "subject", "--backbone", "mobilenet_v2",
+                     "--no-pretrained", "--size", "32", "--batch-size", "8", "-q"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["inferred"]["group_column"] == "subject" and report["inferred"]["layout"] == "folders"
+    assert report["groups"]["shared"] == 0 and report["groups"]["valid"] >= 1

@@ -18,6 +18,7 @@ from kaggletools.errors import CompetitionError
 from kaggletools.fit.assemble import Experiment, normalization
 from kaggletools.data.loaders import augment
 from kaggletools.options import Recipe, RunOptions
+from kaggletools.competition import inferred
 
 
 def check(comp: Competition, data_dir: Path, recipe: Recipe, options: RunOptions) -> dict:
@@ -31,7 +32,7 @@ def check(comp: Competition, data_dir: Path, recipe: Recipe, options: RunOptions
     valid = exp.split.valid
     names = comp.class_names()  # binary: both classes, by the names people use
     train_counts, valid_counts = comp.task.class_counts(y[~valid]), comp.task.class_counts(y[valid])
-    report = {"competition": comp.slug, "task": comp.task.name, "train": int((~valid).sum()),
+    report = {"competition": comp.slug, **inferred.record(comp), "task": comp.task.name, "train": int((~valid).sum()),
               "valid": int(valid.sum()), "notes": exp.split.notes,
               "classes": {c: {"train": int(train_counts[i]), "valid": int(valid_counts[i])}
                           for i, c in enumerate(names)}}
