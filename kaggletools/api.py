@@ -201,7 +201,10 @@ def sample(name: str, data_dir: Path, out: Path | None = None, n_train: int = 20
     """A small stratified copy of the data as a new data folder."""
     from kaggletools.data import items as data
 
-    return data.sample(registry.get(name), Path(data_dir), out, n_train, n_test, seed)
+    from kaggletools.steps import workspace
+
+    comp = registry.get(name)
+    return data.sample(comp, workspace.data_folder(comp, Path(data_dir)), out, n_train, n_test, seed)
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -233,7 +236,9 @@ def check(name: str, data_dir: Path, **overrides) -> dict:
     from kaggletools.steps import check as dryrun
 
     comp, recipe, run_options = settings(name, overrides, data_dir, full=True)
-    return dryrun.check(comp, Path(data_dir), recipe, run_options)
+    from kaggletools.steps import workspace
+
+    return dryrun.check(comp, workspace.data_folder(comp, Path(data_dir)), recipe, run_options)
 
 
 def lr_find(name: str, data_dir: Path, out: Path | None = None, suggest: str = "valley", **overrides):
@@ -248,6 +253,9 @@ def lr_find(name: str, data_dir: Path, out: Path | None = None, suggest: str = "
     from kaggletools.model import device
     from kaggletools.fit.assemble import Experiment
 
+    from kaggletools.steps import workspace
+
+    data_dir = workspace.data_folder(comp, Path(data_dir))
     learner, _ = Experiment.from_folder(comp, data_dir, recipe, run_options).learner(device.pick(run_options.device))
     result = learner.lr_find(methods=methods)
     result.plot(Path(out or f"lr_find-{comp.slug}.png"))
@@ -320,7 +328,10 @@ def show_batch(name: str, data_dir: Path, out: Path | None = None, **overrides) 
     backbone_names.check_all(recipe, run_options)
     from kaggletools.steps import show_batch as gallery
 
-    return gallery.show_batch(comp, Path(data_dir), recipe, run_options, Path(out or f"show_batch-{comp.slug}.png"))
+    from kaggletools.steps import workspace
+
+    return gallery.show_batch(comp, workspace.data_folder(comp, Path(data_dir)), recipe, run_options,
+                              Path(out or f"show_batch-{comp.slug}.png"))
 
 
 def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | None = None, overwrite: bool = False,
