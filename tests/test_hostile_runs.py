@@ -294,6 +294,41 @@ def test_a_checkpoint_of_another_architecture_is_one_short_line(stopped, tmp_pat
     assert runs.Run(folder).status() != "finished"
 
 
+def test_best_weights_of_another_architecture_are_one_short_line(stopped, tmp_path, capsys):
+    from kaggletools.model import network
+
+    folder = _copy(stopped, tmp_path / "run")
+    state = torch.load(folder / runs.CHECKPOINT, weights_only=True)
+    state["best"] = {"epoch": 1, "score": 0.5}
+    torch.save(state, folder / runs.CHECKPOINT)
+    torch.save({"model": network.create("resnet34", 1, pretrained=False)[0].state_dict()}, folder / runs.BEST)
+    assert cli(["train", "--resume", str(folder), "-q"]) == 1
+    line = _one_line(capsys)
+    assert "best.pt does not fit resnet18" in line and len(line) < 400
+    failed = json.loads((folder / "failed.json").read_text())
+    assert failed["status"] == "failed" and "best.pt does not fit" in failed["error"]
+
+
+def test_a_submission_or_plot_on_a_full_disk_names_the_file_meant(tmp_path, monkeypatch, capsys):
+    from kaggletools.cli.app import one_line
+    from kaggletools.io import plots
+    from kaggletools.score import submission
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(OSError) as caught:
+        submission.write(pd.DataFrame({"id": [1], "label": [0.5]}), tmp_path / "sub.csv")
+    assert caught.value.filename == str(tmp_path / "sub.csv") and not list(tmp_path.iterdir())
+    assert "the disk is full" in one_line(caught.value) and str(tmp_path / "sub.csv") in one_line(caught.value)
+    fig, _ = plots.figure()
+    monkeypatch.setattr(type(fig), "savefig", full)
+    with pytest.raises(OSError) as caught:
+        plots.save(fig, tmp_path / "plot.png")
+    assert caught.value.filename == str(tmp_path / "plot.png") and not list(tmp_path.iterdir())
+
+
 CONFIG_EDITS = {  # case -> (edit of config.json, what the line names)
     "size as text": (lambda c: c["recipe"].update(size="32"), "recipe.size is '32' (str), not int"),
     "pretrained as text": (lambda c: c["recipe"].update(pretrained="yes"), "recipe.pretrained is 'yes'"),

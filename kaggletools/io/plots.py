@@ -28,6 +28,10 @@ def save(fig, path: Path, dpi: int = 100) -> Path:
         fig.tight_layout()
         fig.savefig(partial, dpi=dpi)
         os.replace(partial, path)
+    except OSError as e:  # a full disk, a read-only folder: named by the file meant, not the temporary one
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     finally:
         plt.close(fig)
         partial.unlink(missing_ok=True)

@@ -132,6 +132,11 @@ def write(df: pd.DataFrame, path: Path, overwrite: bool = False) -> Path:
         else:
             os.link(tmp, path)  # fails if someone created the file meanwhile: never clobber
             os.unlink(tmp)
+    except OSError as e:  # a full disk, a read-only folder: named by the file meant, not the temporary one
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno is None or e.filename == str(path):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

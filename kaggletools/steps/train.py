@@ -37,8 +37,9 @@ def post_from(competition: Competition, run_dir: str) -> dict | None:
         return None
     run = runs.Run.open(run_dir)
     config = run.load_json("config.json")
-    if config["competition"] != competition.slug:
-        raise OptionError(f"--post-from {run_dir} is a run of {config['competition']}, not {competition.slug}")
+    with runs.damaged(run.file("config.json")):
+        if config["competition"] != competition.slug:
+            raise OptionError(f"--post-from {run_dir} is a run of {config['competition']}, not {competition.slug}")
     post = run.load_json("report.json").get("post", {})
     competition.check_post(post)
     return post
@@ -142,6 +143,8 @@ def _train(competition: Competition, data_dir: Path, recipe: Recipe, options: Ru
             for note in exp.split.notes:
                 progress.write(f"note: {note}", options.progress)
         keeper = Checkpoints(run, competition, options.keep, checkpoint, resume)
+        if keeper.best_weights is not None:
+            _check_fits(built, keeper.best_weights, resumed.file(runs.BEST), recipe)
         learner, info = exp.learner(dev, dist, on_epoch=keeper, built=built)
         if run is not None:
             run.save_json("config.json", {**run.load_json("config.json"), "backbone": info.__dict__,
