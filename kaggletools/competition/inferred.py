@@ -142,9 +142,10 @@ def build(spec: Spec) -> Competition:
              "id_column": spec.submission_id, "label_column": spec.submission_label,
              "group_column": spec.group_column,
              "files": tuple(f for f in (spec.labels, spec.sample) if f), "metric_name": spec.metric_name}
-    if metric is not None:
-        attrs.update(_catalog_methods(metric, base))
     extra = mixins(spec, metric)
+    if metric is not None:  # the catalog's metric, direction and post-processing (bases.ByMetric)
+        attrs["metric_name"] = metric.name
+        extra += (bases.ByMetric,)
     if TopK in extra:
         attrs["top_k"] = int(metric.name.split("@")[1])
     comp = type("InferredCompetition", (Inferred, *extra, base), attrs)()
@@ -220,20 +221,6 @@ def mixins(spec: Spec, metric) -> tuple:
     if spec.format == "label" and metric.name.startswith("map@"):
         return (TopK,)
     return ()
-
-
-def _catalog_methods(metric, base) -> dict:
-    """metric (and fit_post where the submission uses it) from kaggletools.score.catalog."""
-    attrs = {"metric_name": metric.name, "greater_is_better": metric.greater_is_better}
-    if base is bases.MultiLabelTags:
-        attrs["score_decisions"] = lambda self, y, decisions: float(metric.score(y, np.asarray(decisions, float)))
-        return attrs
-    attrs["metric"] = lambda self, y, probs, post=None: float(metric.score(y, probs, post))
-    # a label column cannot carry post-processing; the probability bases keep theirs (clip, floor) unless the
-    # metric tunes its own
-    attrs["fit_post"] = (lambda self, y, probs: {}) if base is bases.MultiClassLabel else (
-        lambda self, y, probs: metric.fit_post(y, probs) or {})
-    return attrs
 
 
 def record(comp: Competition) -> dict:

@@ -16,6 +16,7 @@ def source(spec: Spec) -> str:
     """The module's text."""
     metric = _catalog(spec)
     extra = [m.__name__ for m in mixins(spec, metric)]
+    catalog_base = ["ByMetric"] if metric is not None else []
     base = ("BinaryProbability" if metric is not None and spec.format == "binary" and metric.name != "log_loss"
             else BASES[spec.format].__name__)
     lines = [f'"""{spec.slug}: written by `kaggletools new` from its data folder; edit freely.',
@@ -27,13 +28,11 @@ def source(spec: Spec) -> str:
              "import pandas as pd", "",
              "from kaggletools.competition import Recipe, " + ("files, " if _sample_files(spec) else "")
              + "fixtures, layouts, register",
-             f"from kaggletools.competition.bases import {base}"]
+             f"from kaggletools.competition.bases import {', '.join(catalog_base + [base])}"]
     if extra:
         lines.append(f"from kaggletools.competition.inferred import {', '.join(extra)}  # how the submission is written")
-    if spec.metric:
-        lines.append("from kaggletools.score import catalog")
     lines += ["", f"CLASSES = {_tuple(spec.classes)}", "", "",
-              f"@register({spec.slug!r})", f"class {_class_name(spec.slug)}({', '.join([*extra, base])}):",
+              f"@register({spec.slug!r})", f"class {_class_name(spec.slug)}({', '.join([*extra, *catalog_base, base])}):",
               f"    title = {spec.slug!r}", "    classes = CLASSES",
               f"    files = {_tuple(_files(spec))}"]
     if spec.submission_id != "id":
@@ -83,23 +82,10 @@ def _class_name(slug: str) -> str:
 
 
 def _metric(spec: Spec) -> list[str]:
+    """A catalog metric by name: bases.ByMetric brings its score, direction and post-processing."""
     if not spec.metric:
         return []
-    from kaggletools.score import catalog
-
-    metric = catalog.get(spec.metric)
-    name = repr(metric.name)
-    if spec.format == "tags":
-        return [f"    metric_name = {name}", "",
-                "    def score_decisions(self, y_true, decisions) -> float:",
-                f"        return catalog.get({name}).score(y_true, np.asarray(decisions, float))", ""]
-    lines = [f"    metric_name = {name}", f"    greater_is_better = {metric.greater_is_better}", "",
-             "    def metric(self, y_true, probs, post=None) -> float:",
-             f"        return catalog.get({name}).score(y_true, probs, post)", ""]
-    if spec.format != "label":
-        lines += ["    def fit_post(self, y_true, probs) -> dict:",
-                  f"        return catalog.get({name}).fit_post(y_true, probs)", ""]
-    return lines
+    return [f"    metric_name = {_catalog(spec).name!r}                 # kaggletools.score.catalog", ""]
 
 
 def _items(spec: Spec) -> list[str]:
