@@ -399,3 +399,17 @@ def test_check_reports_the_inference_and_the_groups_per_side(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["inferred"]["group_column"] == "subject" and report["inferred"]["layout"] == "folders"
     assert report["groups"]["shared"] == 0 and report["groups"]["valid"] >= 1
+
+
+def test_class_names_with_spaces_are_names_not_tags_and_nesting_is_looked_through(tmp_path):
+    """Plant Seedlings' species in a CSV (`Common Chickweed`: names, fewer rows than words), and a
+    train.zip that unpacked as train/train/<id>.png."""
+    folder = tmp_path / "d"
+    species = ("Common Chickweed", "Common wheat", "Fat Hen")
+    ids, labels, png = _images(36, 3, fmt="PNG")
+    _put(folder, {f"train/train/{i}.png": png[i] for i in ids})
+    pd.DataFrame({"file": [f"{i}.png" for i in ids], "species": [species[c] for c in labels]}).to_csv(
+        folder / "labels.csv", index=False)
+    spec = infer.infer("spaced", folder)
+    assert (spec.task, spec.layout, spec.classes, spec.train) == ("multiclass", "csv", species, "train/train")
+    assert len(inferred.build(spec).items(folder, "train")) == 36
