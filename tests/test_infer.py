@@ -413,3 +413,13 @@ def test_class_names_with_spaces_are_names_not_tags_and_nesting_is_looked_throug
     spec = infer.infer("spaced", folder)
     assert (spec.task, spec.layout, spec.classes, spec.train) == ("multiclass", "csv", species, "train/train")
     assert len(inferred.build(spec).items(folder, "train")) == 36
+
+
+def test_numbered_images_do_not_make_a_label_column_look_like_ids(tmp_path):
+    """Invasive Species Monitoring: train/1.jpg ... labelled by `name,invasive` (0/1)."""
+    folder = tmp_path / "d"
+    ids, labels, jpeg = _images(30, 2)
+    _put(folder, {f"train/{n}.jpg": jpeg[i] for n, i in enumerate(ids)})
+    pd.DataFrame({"name": range(30), "invasive": labels}).to_csv(folder / "train_labels.csv", index=False)
+    spec = infer.infer("invasive", folder)
+    assert (spec.id_column, spec.label_column, spec.task, spec.classes) == ("name", "invasive", "binary", ("invasive",))

@@ -145,11 +145,12 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _id_columns(df: pd.DataFrame, names: set[str]) -> list[str]:
-    """Columns of df most of whose values name an image (file name or stem)."""
+    """Columns of df whose values are (nearly) all different and mostly name an image (file name
+    or stem): a 0/1 label column never passes, even beside images named 0.jpg, 1.jpg, ..."""
     out = []
     for column in df.columns:
         values = df[column].astype(str).str.strip()
-        if len(values) and values.isin(names).mean() >= 0.5:
+        if len(values) and values.nunique() >= 0.9 * len(values) and values.isin(names).mean() >= 0.5:
             out.append(column)
     return out
 
