@@ -114,6 +114,14 @@ def leaderboard(name: str, top: int = 20):
     return kaggle_api.leaderboard(kaggle_slug(name), top=top)
 
 
+def kaggle_page(what: str, name: str, page_size: int = 20, page_token: str | None = None):
+    """One page of a competition's files, submissions or leaderboard (the kaggle CLI's
+    --page-size/--page-token): (table, next page's token or "")."""
+    from kaggletools.kaggle import browse
+
+    return browse.page(what, kaggle_slug(name), page_size, page_token)
+
+
 def leaderboard_download(name: str, path: Path = Path("."), quiet: bool = False) -> str:
     """The whole public leaderboard as Kaggle's zip, in `path` (the kaggle CLI's `leaderboard -d`)."""
     from kaggletools.kaggle import browse
@@ -122,44 +130,22 @@ def leaderboard_download(name: str, path: Path = Path("."), quiet: bool = False)
 
 
 # -- Kaggle notebooks and datasets (code competitions, training on Kaggle's GPUs) --------------------
-def kernels_push(folder: Path, **how):
-    """Push a notebook folder (kernel-metadata.json); how: timeout, accelerator, no_run."""
-    from kaggletools.kaggle import kernels
+def kernels(action: str, *args, **how):
+    """Kaggle notebooks (kaggletools.kaggle.kernels): "push" (folder; timeout, accelerator, no_run),
+    "status" (kernel), "output" (kernel, path; pattern, force, quiet), "submit_code" (slug, kernel;
+    file_name, message, version, quiet: a code competition's submission)."""
+    from kaggletools.kaggle import kernels as notebooks
 
-    return kernels.push(folder, **how)
-
-
-def kernels_status(kernel: str):
-    from kaggletools.kaggle import kernels
-
-    return kernels.status(kernel)
+    return getattr(notebooks, {"push": "push", "status": "status", "output": "output",
+                               "submit_code": "submit_code"}[action])(*args, **how)
 
 
-def kernels_output(kernel: str, path: Path = Path("."), **how) -> list[Path]:
-    """A notebook's output files and log (how: pattern, force, quiet), e.g. the run folder it trained."""
-    from kaggletools.kaggle import kernels
+def datasets(action: str, folder: Path, *args, **how):
+    """Kaggle datasets from a folder with dataset-metadata.json (kaggletools.kaggle.datasets):
+    "create" (public, quiet, dir_mode) or "version" (message; quiet, dir_mode, delete_old_versions)."""
+    from kaggletools.kaggle import datasets as uploads
 
-    return kernels.output(kernel, path, **how)
-
-
-def submit_notebook(name: str, kernel: str, **how):
-    """Submit a notebook's output to a code competition (how: file_name, message, version, quiet)."""
-    from kaggletools.kaggle import kernels
-
-    return kernels.submit_code(kaggle_slug(name), kernel, **how)
-
-
-def datasets_create(folder: Path, **how):
-    """Create a Kaggle dataset from a folder with dataset-metadata.json (how: public, quiet, dir_mode)."""
-    from kaggletools.kaggle import datasets
-
-    return datasets.create(folder, **how)
-
-
-def datasets_version(folder: Path, message: str, **how):
-    from kaggletools.kaggle import datasets
-
-    return datasets.version(folder, message, **how)
+    return getattr(uploads, {"create": "create", "version": "version"}[action])(folder, *args, **how)
 
 
 def bundle(run_dir: Path, folder: Path, *, dataset: str | None = None, kernel: str | None = None,

@@ -161,3 +161,20 @@ def test_submit_a_notebook_to_a_code_competition(server, capsys):
     sent = server.code.code_submissions[-1]
     assert sent["kernelSlug"] == "inference" and sent["kernelVersion"] == 3 and sent["fileName"] == "submission.csv"
     assert sent["competitionName"] == OTHER
+
+
+def test_one_page_at_a_time_with_the_kaggle_cli_paging_flags(server, tmp_path, capsys):
+    assert cli(["files", OTHER, "--page-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "next page: --page-token 2" in out and "gender_submission.csv" in out and "titanic-extra.zip" not in out
+    assert cli(["files", OTHER, "--page-size", "2", "--page-token", "2", "-v"]) == 0
+    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["name"]) == ["titanic-extra.zip"]
+    good = tmp_path / "good.csv"
+    good.write_bytes(redux_files()["sample_submission.csv"])
+    for message in ("first", "second", "third"):
+        assert cli(["submit", "dogscats", str(good), "-m", message, "-q"]) == 0
+    capsys.readouterr()
+    assert cli(["submissions", "dogscats", "--page-size", "2", "--page-token", "2", "-v"]) == 0
+    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["description"]) == ["first"]
+    assert cli(["leaderboard", "dogscats", "--page-size", "1", "--page-token", "1", "-v"]) == 0
+    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["team_name"]) == ["runner up"]

@@ -92,6 +92,7 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     kaggle_verbs.competitions_flags(s)
     s = verb("files", "list the competition's files on Kaggle", data=False)
     s.add_argument("-v", "--csv", action="store_true", help="CSV output")
+    kaggle_verbs.paging(s)
     s = verb("download", "download from Kaggle and unpack into the data folder")
     s.add_argument("-f", "--file", help="one file only")
     s.add_argument("-o", "--force", action="store_true", help="download again even if up to date")
@@ -139,9 +140,11 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s.add_argument("-v", "--version", dest="kernel_version", type=int, help="code competition: the notebook's version")
     s = verb("submissions", "your submissions and their scores", data=False)
     s.add_argument("-v", "--csv", action="store_true", help="CSV output")
+    kaggle_verbs.paging(s)
     s = verb("leaderboard", "the top of the public leaderboard and where your team stands", data=False)
     s.add_argument("-s", "--show", action="store_true", help="show it (the default)")
     s.add_argument("--top", type=int, default=20, help="rows to show (default 20)")
+    kaggle_verbs.paging(s, size_dest="top")
     s.add_argument("-d", "--download", action="store_true", help="download the whole leaderboard (a zip)")
     s.add_argument("-p", "--path", type=Path, default=Path("."), help="where -d puts it (default: here)")
     s.add_argument("-v", "--csv", action="store_true", help="CSV output")
@@ -178,9 +181,9 @@ def parser(recipe=None) -> argparse.ArgumentParser:
                        parents=[common])
     s.add_argument("competition", nargs="?", help="default: the registry's default (Dogs vs. Cats redux)")
     s.add_argument("--dir", type=Path, default=Path("demo"), help="working folder (default demo)")
+    kaggle_verbs.add(sub, common)
     return p
 
-    kaggle_verbs.add(sub, common)
 
 def _out(s) -> None:
     s.add_argument("--out", type=Path, help="submission file (default submissions/<slug>-<run>.csv)")

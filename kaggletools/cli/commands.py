@@ -58,6 +58,8 @@ def _overrides(a) -> dict:
 
 
 def files(a, name) -> None:
+    if a.page_token or a.page_size:
+        return kaggle_verbs.page(a, "files", name)
     remote = api.files(name)
     table = pd.DataFrame([{"name": f.name, "size": f.size, "created": f.created} for f in remote],
                          columns=["name", "size", "created"])
@@ -118,8 +120,8 @@ def submit(a, name) -> None:
         raise CompetitionError("give the submission file: kaggletools submit <slug> <file.csv> (or -f <file.csv>)")
     data_dir = a.data or (api.default_data_dir(name) if api.default_data_dir(name).is_dir() else None)
     if a.kernel:  # a code competition: Kaggle reruns the notebook; its output file is the submission
-        ref, said = api.submit_notebook(name, a.kernel, file_name=str(csv or "submission.csv"), message=a.message,
-                                        version=a.kernel_version, quiet=a.quiet)
+        ref, said = api.kernels("submit_code", api.kaggle_slug(name), a.kernel, file_name=str(csv or "submission.csv"),
+                                message=a.message, version=a.kernel_version, quiet=a.quiet)
         print(f"submitted notebook {a.kernel}: {said or 'Kaggle gave no message'}" + (f" (ref {ref})" if ref else ""))
         return
     sent = api.submit(name, csv, a.message, data_dir, quiet=a.quiet)
@@ -140,6 +142,8 @@ def submit(a, name) -> None:
 
 
 def submissions(a, name) -> None:
+    if a.page_token or a.page_size:
+        return kaggle_verbs.page(a, "submissions", name)
     _print_table(api.submissions(name), a.csv)
 
 
@@ -147,6 +151,8 @@ def leaderboard(a, name) -> None:
     if a.download:
         print(api.leaderboard_download(name, a.path, quiet=a.quiet))
         return
+    if a.page_token:
+        return kaggle_verbs.page(a, "leaderboard", name)
     board = api.leaderboard(name, top=a.top)
     _print_table(board.rows, a.csv)
     if not a.csv:

@@ -25,6 +25,23 @@ def competitions_flags(s) -> None:
     s.add_argument("--page-token", help="the token of a page (printed after a page that has a next one)")
 
 
+def paging(s, size_dest: str = "page_size") -> None:
+    """The kaggle CLI's --page-size and --page-token: one page (and the next one's token)."""
+    s.add_argument("--page-size", dest=size_dest, type=int, help="rows of one page (with --page-token: that page)")
+    s.add_argument("--page-token", help="show the page with this token (printed after a page that has a next one)")
+
+
+def page(a, what: str, name: str) -> None:
+    """`files`, `submissions` or `leaderboard` one page at a time."""
+    from kaggletools import api
+
+    table, token = api.kaggle_page(what, name, getattr(a, "page_size", None) or getattr(a, "top", None) or 20,
+                                   a.page_token)
+    _print(table, a.csv)
+    if token and not a.csv:
+        print(f"next page: --page-token {token}")
+
+
 def add(sub, common) -> None:
     """Add `kernels`, `datasets` and `bundle` to the subparsers `sub`."""
     k = sub.add_parser("kernels", help="Kaggle notebooks: push one to run, its status, its output")
@@ -119,13 +136,13 @@ def kernels(a) -> None:
     from kaggletools import api
 
     if a.action == "push":
-        pushed = api.kernels_push(a.folder, timeout=a.timeout, accelerator=a.accelerator, no_run=a.no_run)
+        pushed = api.kernels("push", a.folder, timeout=a.timeout, accelerator=a.accelerator, no_run=a.no_run)
         print(f"pushed {pushed.ref} version {pushed.version}: {pushed.url}")
     elif a.action == "status":
-        state = api.kernels_status(_kernel_name(a))
+        state = api.kernels("status", _kernel_name(a))
         print(f"{state.kernel}: {state.status}" + (f" ({state.failure})" if state.failure else ""))
     else:
-        for path in api.kernels_output(_kernel_name(a), Path(".") if a.here else a.path, pattern=a.file_pattern,
+        for path in api.kernels("output", _kernel_name(a), Path(".") if a.here else a.path, pattern=a.file_pattern,
                                        force=a.force, quiet=a.quiet):
             print(path)
 
@@ -134,9 +151,9 @@ def datasets(a) -> None:
     from kaggletools import api
 
     if a.action == "create":
-        made = api.datasets_create(a.folder, public=a.public, quiet=a.quiet, dir_mode=a.dir_mode)
+        made = api.datasets("create", a.folder, public=a.public, quiet=a.quiet, dir_mode=a.dir_mode)
     else:
-        made = api.datasets_version(a.folder, a.message, quiet=a.quiet, dir_mode=a.dir_mode,
+        made = api.datasets("version", a.folder, a.message, quiet=a.quiet, dir_mode=a.dir_mode,
                                     delete_old_versions=a.delete_old_versions)
     print(f"{made.ref or a.folder}: {made.status or 'uploaded'} {made.url}".rstrip())
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaggletools.kaggle.client import calling, client
+from kaggletools.kaggle.client import _redactor_of, calling, client
 from kaggletools.kaggle.credentials import KaggleError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     from kaggle.api.kaggle_api_extended import KaggleApi
 
 COLUMNS = ["slug", "title", "deadline", "category", "reward", "teams", "entered"]
@@ -50,3 +51,35 @@ def download_leaderboard(slug: str, path: str, quiet: bool = True, api: "KaggleA
         api.competition_leaderboard_download(slug, str(path), quiet=quiet)
     found = sorted(Path(path).glob(f"{slug}*.zip"))
     return str(found[-1]) if found else str(path)
+
+
+def page(what: str, slug: str, page_size: int = 20, page_token: str | None = None,
+         api: "KaggleApi | None" = None) -> tuple["pd.DataFrame", str]:
+    """One page of a competition's `what` ("files", "submissions" or "leaderboard"), as the kaggle
+    CLI's --page-size/--page-token show it; and the next page's token ("" when there is none, or
+    when the client does not say, as for submissions and the leaderboard)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from kaggletools.kaggle import competitions as kaggle_api
+
+    api = api or client()
+    token = ""
+    with calling(api, f"listing {what}", slug):
+        if what == "files":
+            resp = api.competition_list_files(slug, page_token=page_token, page_size=page_size)
+            rows = [{"name": f.name or f.ref, "size": int(f.total_bytes or 0), "created": f.creation_date}
+                    for f in resp.files or []]
+            table, token = pd.DataFrame(rows, columns=["name", "size", "created"]), resp.next_page_token or ""
+        elif what == "submissions":
+            subs = api.competition_submissions(slug, page_token=page_token or "", page_size=page_size) or []
+            red = _redactor_of(api)
+            table = pd.DataFrame([dataclasses.asdict(kaggle_api._submission(s, red)) for s in subs if s is not None],
+                                 columns=kaggle_api.SUBMISSION_COLUMNS)
+        else:
+            rows = api.competition_leaderboard_view(slug, page_size=page_size, page_token=page_token) or []
+            table = pd.DataFrame([{"team_id": r.team_id, "team_name": r.team_name, "score": r.score,
+                                   "submission_date": r.submission_date} for r in rows if r is not None],
+                                 columns=["team_id", "team_name", "score", "submission_date"])
+    return table, token
