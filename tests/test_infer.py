@@ -423,3 +423,16 @@ def test_numbered_images_do_not_make_a_label_column_look_like_ids(tmp_path):
     pd.DataFrame({"name": range(30), "invasive": labels}).to_csv(folder / "train_labels.csv", index=False)
     spec = infer.infer("invasive", folder)
     assert (spec.id_column, spec.label_column, spec.task, spec.classes) == ("name", "invasive", "binary", ("invasive",))
+
+
+def test_sample_columns_may_name_classes_no_training_image_has(tmp_path):
+    """Dog Breeds on a partial download: the sample's 120 columns, labels of a few breeds."""
+    folder = zipped(tmp_path / "d", "d")
+    infer.infer("breeds", folder)  # unpacked
+    sample = pd.read_csv(folder / "sample_submission.csv")
+    sample.assign(square=0.25, cross=0.25, disc=0.25, ring=0.25).drop(columns="kind").to_csv(
+        folder / "sample_submission.csv", index=False)
+    spec = infer.infer("breeds", folder)
+    assert spec.format == "probs" and spec.classes == ("square", "cross", "disc", "ring")
+    comp = inferred.build(spec)
+    assert comp.targets(comp.items(folder, "train")).shape == (36, 4)

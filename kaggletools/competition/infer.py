@@ -280,7 +280,8 @@ def _format(spec: Spec, given: Inference, sample: str, header: list[str], data_d
         if spec.task != "multiclass":
             raise CompetitionError(f"{path}: one probability column per class is supported for one class per image; "
                                    f"these labels are {spec.task} (--task multiclass if each image has one)")
-        if set(columns) != set(spec.classes):
+        missing = [c for c in spec.classes if c not in columns]  # classes no training image has are fine
+        if missing or (spec.layout == "columns" and set(columns) != set(spec.classes)):
             raise CompetitionError(f"{path}: columns {', '.join(columns)} should be one probability per class "
                                    f"of the labels ({', '.join(spec.classes)}); give --classes or --labels FILE")
         return replace(spec, format="probs", classes=columns, sample=sample, submission_id=header[0],
