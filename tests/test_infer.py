@@ -436,3 +436,9 @@ def test_sample_columns_may_name_classes_no_training_image_has(tmp_path):
     assert spec.format == "probs" and spec.classes == ("square", "cross", "disc", "ring")
     comp = inferred.build(spec)
     assert comp.targets(comp.items(folder, "train")).shape == (36, 4)
+
+
+def test_a_misspelt_slug_without_a_data_folder_still_names_the_closest(capsys):
+    assert app.main(["check", "dogscat"]) == 1
+    err = capsys.readouterr().err
+    assert "dogscats" in err and "--data DIR" in err and err.count("\n") == 1

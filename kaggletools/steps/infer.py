@@ -39,6 +39,12 @@ def competition(name: "str | Competition", data_dir: Path | None = None, inferen
             raise OptionError(f"{flags}: for a competition without a module, inferred from --data DIR; {name} has "
                               "a module" if data_dir is not None else f"{flags} need(s) --data DIR")
         return registry.get(name)
+    if not Path(data_dir).is_dir():  # a misspelt slug, most likely: the registry names the closest
+        try:
+            registry.get(name)
+        except CompetitionError as e:
+            raise CompetitionError(f"{e}; a competition without a module needs --data DIR, its download "
+                                   f"({data_dir}: no such folder)") from None
     spec = _spec(str(name), workspace.writable_folder(Path(data_dir), work), given, group_by, need_test, show)
     for line in inferred.summary(spec, full):
         progress.write(line, show)
