@@ -119,7 +119,14 @@ def test_bundle_refuses_an_existing_folder_and_names_the_fix(tmp_path, dogs_dir)
     (tmp_path / "b").mkdir()
     with pytest.raises(Exception, match="--overwrite"):
         api.bundle(run.path, tmp_path / "b", wheels=False)
-    folder = api.bundle(run.path, tmp_path / "b", wheels=False, overwrite=True, quiet=True)
+    from kaggletools.cli.app import main
+
+    assert main(["bundle", str(run.path), "-p", str(tmp_path / "b"), "--no-wheels", "--overwrite", "-q",
+                 "--dataset", "me/dogs-bundle-x"]) == 0
+    folder = tmp_path / "b"
     assert (folder / "notebook" / "inference.ipynb").is_file() and not (folder / "wheels").exists()
+    assert json.loads((folder / "notebook" / "kernel-metadata.json").read_text())["dataset_sources"] == \
+        ["me/dogs-bundle-x"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b.")]  # no temporary folder left
     cells = notebook.code(folder / "notebook" / "inference.ipynb")
     assert "--no-index" in cells and repr(run.path.name) in cells and "'flip'" in cells

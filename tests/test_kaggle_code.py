@@ -178,3 +178,15 @@ def test_one_page_at_a_time_with_the_kaggle_cli_paging_flags(server, tmp_path, c
     assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["description"]) == ["first"]
     assert cli(["leaderboard", "dogscats", "--page-size", "1", "--page-token", "1", "-v"]) == 0
     assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["team_name"]) == ["runner up"]
+
+
+def test_kernels_output_pulls_a_run_folder_back(server, tmp_path, capsys):
+    """A notebook that trained on Kaggle's GPU: its output holds runs/<slug>/<run>/..., pulled back whole."""
+    assert cli(["kernels", "push", "-p", str(_notebook_folder(tmp_path)), "-q"]) == 0
+    server.code.finish(f"{USERNAME}/train-on-kaggle", {"runs/dogs/r1/model.pt": b"w", "runs/dogs/r1/config.json": b"{}",
+                                                        "submission.csv": b"id,label\n"})
+    out = tmp_path / "pulled"
+    assert cli(["kernels", "output", f"{USERNAME}/train-on-kaggle", "-p", str(out), "--file-pattern", "^runs/",
+                "-q"]) == 0, capsys.readouterr().err
+    assert (out / "runs" / "dogs" / "r1" / "model.pt").read_bytes() == b"w"
+    assert not (out / "submission.csv").exists()  # not matched by the pattern
