@@ -5,6 +5,7 @@ ambiguous, run end to end and rebuilt from the run folder alone, and written as 
 from __future__ import annotations
 
 import inspect
+import shutil
 import os
 import subprocess
 import sys
@@ -258,7 +259,6 @@ def test_run_end_to_end_then_predict_from_the_run_folder_alone(tmp_path, capsys)
     assert rebuilt.classes == ("ring", "cross", "disc") and rebuilt.id_column == "image_id"
     api.validate(rebuilt, again, folder)
     # a run stopped before its weights resumes with the competition its folder recorded
-    import shutil
 
     from kaggletools.steps import train as training
 
@@ -442,3 +442,16 @@ def test_a_misspelt_slug_without_a_data_folder_still_names_the_closest(capsys):
     assert app.main(["check", "dogscat"]) == 1
     err = capsys.readouterr().err
     assert "dogscats" in err and "--data DIR" in err and err.count("\n") == 1
+
+
+def test_the_settling_flags_settle(tmp_path):
+    folder = class_folders(tmp_path / "d")
+    assert infer.infer("s", folder, Inference(classes="ring, disc,cross")).classes == ("ring", "disc", "cross")
+    with pytest.raises(CompetitionError, match="--classes ring,disc is not the set"):
+        infer.infer("s", folder, Inference(classes="ring,disc"))
+    (folder / "train").rename(folder / "train_a")
+    shutil.copytree(folder / "train_a", folder / "train_b")
+    spec = infer.infer("s", folder, Inference(images="train_b", test="test"))
+    assert (spec.train, spec.test) == ("train_b", "test")
+    binary = binary_csv(tmp_path / "b")
+    assert infer.infer("b", binary, Inference(task="multiclass")).classes == ("0", "1")
