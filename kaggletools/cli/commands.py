@@ -1,6 +1,7 @@
 """What each command-line verb does: read its arguments, call kaggletools.api, print the result."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ def _overrides(a) -> dict:
 
 def files(a, name) -> None:
     if a.page_token or a.page_size:
-        return kaggle_verbs.page(a, "files", name)
+        return kaggle_verbs.page(a, "files", name, api)
     remote = api.files(name)
     table = pd.DataFrame([{"name": f.name, "size": f.size, "created": f.created} for f in remote],
                          columns=["name", "size", "created"])
@@ -143,7 +144,7 @@ def submit(a, name) -> None:
 
 def submissions(a, name) -> None:
     if a.page_token or a.page_size:
-        return kaggle_verbs.page(a, "submissions", name)
+        return kaggle_verbs.page(a, "submissions", name, api)
     _print_table(api.submissions(name), a.csv)
 
 
@@ -152,7 +153,7 @@ def leaderboard(a, name) -> None:
         print(api.leaderboard_download(name, a.path, quiet=a.quiet))
         return
     if a.page_token:
-        return kaggle_verbs.page(a, "leaderboard", name)
+        return kaggle_verbs.page(a, "leaderboard", name, api)
     board = api.leaderboard(name, top=a.top)
     _print_table(board.rows, a.csv)
     if not a.csv:
@@ -226,4 +227,5 @@ HANDLERS = {"files": files, "download": download, "prepare": prepare,
             "sample": sample, "check": check, "lr-find": lr_find, "train": train, "cv": cv, "predict": predict,
             "validate": validate, "submit": submit, "submissions": submissions, "leaderboard": leaderboard,
             "run": run, "blend": blend, "runs": runs, "interpret": interpret, "show-batch": show_batch, "demo": demo,
-            "new": new, **kaggle_verbs.HANDLERS}
+            "new": new,
+            **{verb: functools.partial(handler, api=api) for verb, handler in kaggle_verbs.HANDLERS.items()}}

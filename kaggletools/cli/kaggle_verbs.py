@@ -1,7 +1,8 @@
 """The command line's Kaggle-side verbs beyond a competition's files: `competitions` (Kaggle's
 list), `kernels push|status|output`, `datasets create|version` and `bundle`, with the kaggle CLI's
 flags; and the kaggle CLI's flags of `competitions`. Parsers here import nothing heavy; the
-handlers call kaggletools.api."""
+handlers call kaggletools.api, which kaggletools.cli.commands hands them (`api=`), so that this
+module imports it nowhere (one floor less in the import graph)."""
 from __future__ import annotations
 
 import sys
@@ -31,10 +32,8 @@ def paging(s, size_dest: str = "page_size") -> None:
     s.add_argument("--page-token", help="show the page with this token (printed after a page that has a next one)")
 
 
-def page(a, what: str, name: str) -> None:
+def page(a, what: str, name: str, api) -> None:
     """`files`, `submissions` or `leaderboard` one page at a time."""
-    from kaggletools import api
-
     table, token = api.kaggle_page(what, name, getattr(a, "page_size", None) or getattr(a, "top", None) or 20,
                                    a.page_token)
     _print(table, a.csv)
@@ -87,7 +86,8 @@ def add(sub, common) -> None:
 
 def _kernel(s) -> None:
     s.add_argument("kernel", nargs="?", help="owner/slug of the notebook")
-    s.add_argument("-k", "--kernel", dest="kernel_flag", metavar="KERNEL", help="the notebook, as the kaggle CLI takes it")
+    s.add_argument("-k", "--kernel", dest="kernel_flag", metavar="KERNEL",
+                   help="the notebook, as the kaggle CLI takes it")
 
 
 def _print(table, csv: bool) -> None:
@@ -97,8 +97,7 @@ def _print(table, csv: bool) -> None:
         print("(none)" if table.empty else table.to_string(index=False))
 
 
-def competitions(a) -> None:
-    from kaggletools import api
+def competitions(a, api) -> None:
     from kaggletools.kaggle.credentials import KaggleCredentialsError, find_credentials
 
     if not a.registered:
@@ -132,9 +131,7 @@ def _kernel_name(a) -> str:
     return name
 
 
-def kernels(a) -> None:
-    from kaggletools import api
-
+def kernels(a, api) -> None:
     if a.action == "push":
         pushed = api.kernels("push", a.folder, timeout=a.timeout, accelerator=a.accelerator, no_run=a.no_run)
         print(f"pushed {pushed.ref} version {pushed.version}: {pushed.url}")
@@ -147,9 +144,7 @@ def kernels(a) -> None:
             print(path)
 
 
-def datasets(a) -> None:
-    from kaggletools import api
-
+def datasets(a, api) -> None:
     if a.action == "create":
         made = api.datasets("create", a.folder, public=a.public, quiet=a.quiet, dir_mode=a.dir_mode)
     else:
@@ -158,9 +153,7 @@ def datasets(a) -> None:
     print(f"{made.ref or a.folder}: {made.status or 'uploaded'} {made.url}".rstrip())
 
 
-def bundle(a) -> None:
-    from kaggletools import api
-
+def bundle(a, api) -> None:
     print(api.bundle(a.run, a.folder, dataset=a.dataset, kernel=a.kernel, with_torch=a.with_torch,
                      wheels=not a.no_wheels, overwrite=a.overwrite, quiet=a.quiet))
 
