@@ -190,3 +190,12 @@ def test_kernels_output_pulls_a_run_folder_back(server, tmp_path, capsys):
                 "-q"]) == 0, capsys.readouterr().err
     assert (out / "runs" / "dogs" / "r1" / "model.pt").read_bytes() == b"w"
     assert not (out / "submission.csv").exists()  # not matched by the pattern
+
+
+def test_competitions_without_credentials_lists_ours_and_says_why(tmp_path, monkeypatch, capsys):
+    from fake_kaggle import isolate_env
+
+    isolate_env(tmp_path, monkeypatch)
+    assert cli(["competitions"]) == 0
+    captured = capsys.readouterr()
+    assert "no Kaggle credentials" in captured.err and "dogs-vs-cats-redux-kernels-edition" in captured.out

@@ -85,7 +85,11 @@ def bundle(run_dir: Path, folder: Path, *, dataset: str | None = None, kernel: s
         if with_wheels:
             progress.write(f"bundle: fetching {len(pinned) + 1} wheels", not quiet)
             wheels.fetch(pinned, tmp / "wheels", quiet=True)
-            wheels.own_wheel(tmp / "wheels", version, quiet=True)
+            built = wheels.own_wheel(tmp / "wheels", version, quiet=True).name.split("-")[1]
+            if built != version:
+                progress.write(f"note: the run was trained with kaggletools {version}; the bundle carries {built}",
+                               not quiet)
+            version = built
         weights = _backbone_file(config)
         if weights is not None:
             (tmp / "weights").mkdir()
