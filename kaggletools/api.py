@@ -187,9 +187,9 @@ def sample(name: str, data_dir: Path, out: Path | None = None, n_train: int = 20
     """A small stratified copy of the data as a new data folder."""
     from kaggletools.data import items as data
 
-    from kaggletools.steps import workspace
+    from kaggletools.steps import infer, workspace
 
-    comp = registry.get(name)
+    comp = infer.competition(name, Path(data_dir))  # registered, or inferred from the folder
     return data.sample(comp, workspace.data_folder(comp, Path(data_dir)), out, n_train, n_test, seed)
 
 

@@ -455,3 +455,13 @@ def test_the_settling_flags_settle(tmp_path):
     assert (spec.train, spec.test) == ("train_b", "test")
     binary = binary_csv(tmp_path / "b")
     assert infer.infer("b", binary, Inference(task="multiclass")).classes == ("0", "1")
+
+
+def test_sample_of_an_inferred_competition_is_a_data_folder_inferred_alike(tmp_path):
+    folder = drivers(tmp_path / "d")
+    out = api.sample("drivers", folder, n_train=24, n_test=6)
+    assert out.parent == folder  # <data>/sample-24/, which the next inference on <data> leaves out
+    spec = infer.infer("drivers", out, group_by="subject")
+    assert (spec.layout, spec.group_file) == ("folders", "driver_imgs_list.csv")
+    assert len(inferred.build(spec).items(out, "train")) == 24
+    assert infer.infer("drivers", folder).train == "imgs/train"

@@ -37,6 +37,7 @@ def infer(slug: str, data_dir: Path, given: Inference = Inference(), group_by: s
     spec = Spec(slug=slug, train=train, suffix=_suffix(data_dir / train, by_folder), **found)
     spec = _format(spec, given, sample, header, data_dir)
     spec = _test(spec, data_dir, given.test, need_test)
+    spec = _companions(spec, data_dir, sample)
     if group_by and group_by != "none" and not spec.group_column:
         spec = _groups(spec, data_dir, group_by, sample)
     return spec
@@ -48,11 +49,14 @@ def _rel(data_dir: Path, path: Path) -> str:
 
 
 def _folders(data_dir: Path) -> list[Path]:
-    """Every folder below data_dir, DEPTH deep, hidden ones and __MACOSX left out, in name order."""
+    """Every folder below data_dir, DEPTH deep, in name order; hidden ones, __MACOSX and samples
+    (`kaggletools sample` writes <data>/sample-<n>/, a data folder of its own) left out."""
+    from kaggletools.data.items import SAMPLE_MARKER
+
     out, level = [], [data_dir]
     for _ in range(DEPTH):
-        level = sorted(d for parent in level for d in parent.iterdir()
-                       if d.is_dir() and not d.name.startswith(".") and d.name not in SKIP)
+        level = sorted(d for parent in level for d in parent.iterdir() if d.is_dir() and not d.name.startswith(".")
+                       and d.name not in SKIP and not (d / SAMPLE_MARKER).is_file())
         out += level
     return out
 
@@ -328,13 +332,28 @@ def _suffixed(path: Path, column: str) -> bool:
     return bool(len(ids)) and bool(ids.str.endswith(layouts.IMAGE_SUFFIXES).all())
 
 
+def _names(data_dir: Path, spec: Spec) -> set[str]:
+    """The training images' file names and stems."""
+    names = _image_names(data_dir / spec.train) if spec.layout != "folders" else {
+        n for d in _class_folders(data_dir / spec.train) for n in _images_in(d)}
+    return names | {Path(n).stem for n in names}
+
+
+def _companions(spec: Spec, data_dir: Path, sample: str) -> Spec:
+    """The CSVs beside the label file that name the training images (State Farm's driver list)."""
+    from dataclasses import replace
+
+    names = _names(data_dir, spec)
+    found = [(_rel(data_dir, p), ids[0]) for p in _csvs(data_dir, sample)
+             if _rel(data_dir, p) != spec.labels and (ids := _id_columns(_read(p), names))]
+    return replace(spec, companions=tuple(found))
+
+
 def _groups(spec: Spec, data_dir: Path, column: str, sample: str) -> Spec:
     """The CSV holding the --group-by column, and its column naming the images."""
     from dataclasses import replace
 
-    names = _image_names(data_dir / spec.train) if spec.layout != "folders" else {
-        n for d in _class_folders(data_dir / spec.train) for n in _images_in(d)}
-    names |= {Path(n).stem for n in names}
+    names = _names(data_dir, spec)
     files = ([data_dir / spec.labels] if spec.labels else []) + _csvs(data_dir, sample)
     for path in dict.fromkeys(files):
         df = _read(path)

@@ -48,6 +48,7 @@ class Spec:
     submission_id: str = "id"        # the submission's id column
     submission_label: str = "label"  # its value column (binary, label, tags)
     metric: str = ""                 # a catalog metric's name ("" the format's default)
+    companions: tuple = ()           # other CSVs naming the training images: (file, id column) pairs
     group_file: str = ""             # a CSV holding the --group-by column ...
     group_id: str = ""               # ... its column naming the images
     group_column: str = ""           # ... and the column
@@ -59,6 +60,7 @@ class Spec:
     def from_dict(cls, values: dict) -> "Spec":
         known = {f.name for f in dataclasses.fields(cls)}
         kept = {k: tuple(v) if k == "classes" else v for k, v in values.items() if k in known}
+        kept["companions"] = tuple(tuple(pair) for pair in kept.get("companions", ()))
         try:
             return cls(**kept)
         except TypeError as e:
@@ -91,14 +93,15 @@ class Inferred:
         return path if path is not None and path.is_file() else None
 
     def sample_files(self, data_dir: Path, out_dir: Path, train: pd.DataFrame, test: pd.DataFrame) -> None:
-        """The default, and the --group-by file cut to the chosen training images."""
+        """The default, and the other CSVs naming the training images (a driver list) cut to the
+        chosen ones."""
         from kaggletools.io import files
 
         super().sample_files(data_dir, out_dir, train, test)
-        s = self.spec
-        if s.group_column and s.group_file != s.labels:
-            files.write_filtered_csv(Path(data_dir) / s.group_file, Path(out_dir) / s.group_file, s.group_id,
-                                     train["id"])
+        ids = set(train["id"].astype(str)) | {Path(i).stem for i in train["id"].astype(str)}
+        for name, column in self.spec.companions:
+            (Path(out_dir) / name).parent.mkdir(parents=True, exist_ok=True)
+            files.write_filtered_csv(Path(data_dir) / name, Path(out_dir) / name, column, ids)
 
     def make_fixture(self, folder, n_train=64, n_test=32, seed=0):
         raise CompetitionError(f"{self.slug} was inferred from a data folder and has no generated download; "
