@@ -16,7 +16,7 @@ def _history(with_rates: bool = True):
     rows, batches, n = [], [], 20
     for epoch, phase in ((1, "frozen"), (2, "unfrozen"), (3, "unfrozen")):
         rows.append({"epoch": epoch, "phase": phase, "train_loss": 0.5 / epoch, "valid_loss": 0.4 / epoch,
-                     METRIC: 0.4 / epoch, "error_rate": 0.1 / epoch, "seconds": 10.0})
+                     METRIC: 0.35 / epoch, "error_rate": 0.1 / epoch, "seconds": 10.0})
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([param], lr=1e-3)
     sched = schedules.OneCycle(opt, 2 * n, 0.3, 5.0)
@@ -40,6 +40,14 @@ def test_panels_one_per_quantity():
     assert history.panels(pd.DataFrame(rows), pd.DataFrame(batches), METRIC) == ["loss", "metric", "lr", "mom"]
     old = pd.DataFrame([{k: v for k, v in b.items() if k not in ("lr", "mom")} for b in batches])
     assert history.panels(pd.DataFrame(rows), old, METRIC) == ["loss", "metric"]  # a run from before lr was kept
+
+
+def test_a_metric_that_is_the_validation_loss_is_one_line():
+    import pandas as pd
+
+    rows, batches = _history()
+    rows = [{**r, METRIC: r["valid_loss"]} for r in rows]  # log loss: the validation loss itself
+    assert history.panels(pd.DataFrame(rows), pd.DataFrame(batches), METRIC) == ["loss", "lr", "mom"]
 
 
 def test_phase_spans_follow_the_epochs():

@@ -28,13 +28,21 @@ def panels(epochs: pd.DataFrame, batches: pd.DataFrame, metric: str) -> list[str
     """Which panels the history has: loss always; the metric when recorded; lr and momentum when
     batches.csv has them (momentum only when it moves, as under one-cycle)."""
     out = ["loss"]
-    if metric in epochs and epochs[metric].notna().any():
+    if metric in epochs and epochs[metric].notna().any() and not same_as_loss(epochs, metric):
         out.append("metric")
     if "lr" in batches and batches["lr"].notna().any():
         out.append("lr")
     if "mom" in batches and batches["mom"].notna().any() and batches["mom"].nunique() > 1:
         out.append("mom")
     return out
+
+
+def same_as_loss(epochs: pd.DataFrame, metric: str) -> bool:
+    """Whether the metric is the validation loss itself (log loss): one quantity, one line."""
+    if "valid_loss" not in epochs or metric not in epochs:
+        return False
+    a, b = epochs["valid_loss"].astype(float), epochs[metric].astype(float)
+    return bool(((a - b).abs() <= 1e-9 * (1 + b.abs())).all())
 
 
 def history_plot(history: list[dict], batch_losses: list[dict], competition, path: Path) -> Path | None:
@@ -62,7 +70,8 @@ def history_plot(history: list[dict], batch_losses: list[dict], competition, pat
         ax.plot(batches["epoch"], batches["loss"], color="#9ecae1", lw=0.8, label="train (batch)")
     ax.plot(epochs["epoch"], epochs["train_loss"], "o-", color="#1f77b4", label="train (epoch)")
     if "valid_loss" in epochs and epochs["valid_loss"].notna().any():
-        ax.plot(epochs["epoch"], epochs["valid_loss"], "s-", color="#d62728", label="valid")
+        same = f" (= {metric})" if same_as_loss(epochs, metric) else ""
+        ax.plot(epochs["epoch"], epochs["valid_loss"], "s-", color="#d62728", label=f"valid{same}")
     ax.set_ylabel("loss")
     if "metric" in axes:
         axes["metric"].plot(epochs["epoch"], epochs[metric], "^-", color="#2ca02c", label=f"valid {metric}")
