@@ -53,11 +53,37 @@ def closure(roots: list[str], stop: set[str] = frozenset()) -> set[str]:
     return {name for name, _ in seen}
 
 
+def _source() -> Path | None:
+    """The source tree this package runs from (an editable install), if it is one."""
+    import kaggletools
+
+    root = Path(kaggletools.__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def own_requirements() -> list[str]:
+    """What kaggletools needs: its source tree's pyproject.toml when it runs from one (an editable
+    install's metadata can be stale), else its installed metadata."""
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # pragma: no cover
+        tomllib = None
+    source = _source()
+    if source is not None and tomllib is not None:
+        texts = tomllib.loads((source / "pyproject.toml").read_text())["project"]["dependencies"]
+    else:
+        texts = metadata.requires("kaggletools") or []
+    reqs = [Requirement(t) for t in texts]
+    return [canonical(r.name) for r in reqs if r.marker is None or r.marker.evaluate({"extra": ""})]
+
+
 def pins(run_versions: dict, with_torch: bool = False) -> dict[str, str]:
     """{package: version} for every dependency of kaggletools to carry (not kaggletools itself):
     the run's recorded version where it has one, else the installed one."""
     stop = set() if with_torch else {canonical(p) for p in IMAGE_PACKAGES}
-    names = closure([name for name, _ in _requires("kaggletools")], stop)
+    names = closure(own_requirements(), stop)
     recorded = {canonical(k): v for k, v in run_versions.items() if isinstance(v, str)}
     return {name: recorded.get(name) or metadata.version(name) for name in sorted(names)}
 
@@ -82,11 +108,9 @@ def fetch(pinned: dict[str, str], dest: Path, quiet: bool = True) -> None:
 def own_wheel(dest: Path, version: str, quiet: bool = True) -> Path:
     """kaggletools' wheel: built from the source tree this package runs from (copied to a temporary
     folder, so the tree gets no build/ or egg-info), else downloaded at `version`."""
-    import kaggletools
-
-    source = Path(kaggletools.__file__).resolve().parents[1]
+    source = _source()
     dest.mkdir(parents=True, exist_ok=True)
-    if not (source / "pyproject.toml").is_file():
+    if source is None:
         _pip(["download", "--no-deps", "-d", str(dest), f"kaggletools=={version}"], quiet)
     else:
         with tempfile.TemporaryDirectory(prefix="kaggletools-wheel-") as tmp:
