@@ -355,6 +355,18 @@ def test_a_hand_edited_config_json_names_the_file_and_the_field(stopped, tmp_pat
     assert " --" not in line and "TypeError" not in line.replace("(TypeError", "")
 
 
+def test_wrong_types_in_a_finished_run_are_named_by_predict_and_interpret(finished, tmp_path, capsys):
+    folder = _copy(finished, tmp_path / "run")
+    _edit_meta(folder, recipe={**torch.load(folder / "model.pt", weights_only=True)["meta"]["recipe"], "size": "32"})
+    assert cli(["predict", str(folder), "--out", str(tmp_path / "sub.csv")]) == 1
+    assert "model.pt: meta.recipe.size is '32' (str), not int" in _one_line(capsys)
+    config = json.loads((folder / "config.json").read_text())
+    config["recipe"]["presize"] = [36]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert cli(["interpret", str(folder)]) == 1
+    assert "config.json: recipe.presize is [36] (list), not int" in _one_line(capsys)
+
+
 def test_a_second_process_on_one_run_is_refused_naming_the_first(stopped, tmp_path, capsys):
     folder = _copy(stopped, tmp_path / "run")
     holder = subprocess.Popen(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kaggletools.errors import CompetitionError, RunError
+from kaggletools.errors import OptionError, RunError
 
 WEIGHTS = "model.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -351,6 +351,44 @@ def damaged(path: Path):
             raise
         raise RunError(f"{path} does not hold what kaggletools writes ({type(e).__name__}: {str(e)[:100]}); "
                        "the run folder was edited or damaged: train again") from None
+
+
+def options_from(cls, values, path: Path, section: str, check: bool = True):
+    """A Recipe or RunOptions saved in a run (config.json, model.pt), each field checked for its
+    type and, with `check`, its value; a wrong one is a RunError naming the file and the field (not
+    a command-line flag)."""
+    import dataclasses
+    import re
+    import typing
+
+    if not isinstance(values, dict):
+        raise RunError(f"{path}: {section} is a {type(values).__name__}, not an object; the file was edited: train "
+                       "again")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in values and not _fits(values[f.name], hints[f.name]):
+            want = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
+            raise RunError(f"{path}: {section}.{f.name} is {values[f.name]!r} ({type(values[f.name]).__name__}), "
+                           f"not {want}; the file was edited: fix that field or train again")
+    try:
+        made = cls.from_dict(values)
+        return made.check() if check else made
+    except OptionError as e:
+        said = re.sub(r"--([a-z][a-z-]*)", lambda m: f"{section}.{m.group(1).replace('-', '_')}", str(e))
+        raise RunError(f"{path}: {said}; the file was edited: fix that field or train again") from None
+
+
+def _fits(value, hint) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, Path):
+        return isinstance(value, str)
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    return value is None or any(_fits(value, a) for a in args) if args else True
 
 
 def runs_under(root: Path) -> list[Run]:

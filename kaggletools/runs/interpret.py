@@ -29,6 +29,7 @@ from kaggletools.runs import folder as runs
 import kaggletools.competition.tasks as tasks
 from kaggletools.score import validation
 from kaggletools.errors import CompetitionError, RunError
+from kaggletools.options import Recipe
 
 PREFIX = "interpret_"
 VALID = "valid_predictions.csv"
@@ -231,7 +232,6 @@ def _pixels(comp, config: dict, ids: list[str], decoded, data_dir: Path | None) 
     decoded from the data folder the way the cache decodes them."""
     from kaggletools.data import cache
     from kaggletools.data import items as data
-    from kaggletools.options import Recipe
 
     if decoded is not None:
         items, array = decoded
@@ -261,6 +261,8 @@ def write(run: runs.Run, comp, decoded=None, data_dir: Path | None = None) -> li
         first = made[0] if isinstance(made, list) and made else "RUN"
         raise RunError(f"{run.path} is a blend of runs, not a trained run: interpret one of its runs, e.g. "
                        f"`kaggletools interpret {first}`")
+    if "recipe" in config:  # checked like our own output: a hand-edited field is named
+        runs.options_from(Recipe, config["recipe"], run.file("config.json"), "recipe", check=False)
     report = run.load_json("report.json") if run.file("report.json").is_file() else {}
     post = report.get("post") or {}
     summary = {"competition": comp.slug, "task": comp.task.name, "probabilities": f"with TTA '{report.get('tta')}'",

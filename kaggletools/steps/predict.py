@@ -44,10 +44,10 @@ class SavedRun:
             meta = state["meta"]
             comp = inferred.for_run(meta)
             named = run.load_json("config.json").get("competition")
-            if named != meta["competition"]:
+            if named != meta["competition"] and _registered_slug(named) != meta["competition"]:
                 raise RunError(f"{run.path / runs.WEIGHTS} holds a model of {meta['competition']!r} but "
                                f"{run.file('config.json')} names {named!r}; the folder mixes two runs: train again")
-            recipe = Recipe.from_dict(meta["recipe"])
+            recipe = runs.options_from(Recipe, meta["recipe"], run.file(runs.WEIGHTS), "meta.recipe", check=False)
             model, _ = models.create(recipe.backbone, comp.n_outputs, pretrained=False, n_extra=int(meta["n_extra"]))
             missing, unexpected = _mismatch(model, state["state_dict"])
             normalize = Normalize(tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"]),
@@ -75,6 +75,13 @@ class SavedRun:
     def data_dir(self) -> Path:
         with runs.damaged(self.run.file("config.json")):
             return Path(self.run.load_json("config.json")["data_dir"])
+
+
+def _registered_slug(name) -> str | None:
+    """The slug a name (slug or alias) is registered as, None when it is none."""
+    import kaggletools.competition.registry as registry
+
+    return registry.aliases().get(name, name) if isinstance(name, str) else None
 
 
 def _input_channels(model) -> int | None:

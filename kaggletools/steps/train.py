@@ -258,41 +258,6 @@ def resume_settings(run_dir: Path) -> Resumable:
             if not isinstance(config[field], str) or not config[field]:
                 raise RunError(f"{path}: {field} is {config[field]!r}, not a name; the file was edited: fix that "
                                "field or train again")
-        return Resumable(inferred.for_run(config), Path(config["data_dir"]), saved(Recipe, config["recipe"], path, "recipe"),
-                         saved(RunOptions, config["options"], path, "options"))
-
-
-def saved(cls, values, path: Path, section: str):
-    """A Recipe or RunOptions from a run's config.json, each field checked for its type and value;
-    a wrong one is a RunError naming the file and the field (not a command-line flag)."""
-    import dataclasses
-    import re
-    import typing
-
-    if not isinstance(values, dict):
-        raise RunError(f"{path}: {section} is a {type(values).__name__}, not an object; the file was edited: train "
-                       "again")
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in values and not _fits(values[f.name], hints[f.name]):
-            want = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
-            raise RunError(f"{path}: {section}.{f.name} is {values[f.name]!r} ({type(values[f.name]).__name__}), "
-                           f"not {want}; the file was edited: fix that field or train again")
-    try:
-        return cls.from_dict(values).check()
-    except OptionError as e:
-        said = re.sub(r"--([a-z][a-z-]*)", lambda m: f"{section}.{m.group(1).replace('-', '_')}", str(e))
-        raise RunError(f"{path}: {said}; the file was edited: fix that field or train again") from None
-
-
-def _fits(value, hint) -> bool:
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint in (str, Path):
-        return isinstance(value, str)
-    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-    return value is None or any(_fits(value, a) for a in args) if args else True
+        recipe = runs.options_from(Recipe, config["recipe"], path, "recipe")
+        return Resumable(inferred.for_run(config), Path(config["data_dir"]), recipe,
+                         runs.options_from(RunOptions, config["options"], path, "options"))
