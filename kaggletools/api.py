@@ -377,18 +377,21 @@ def run(name: str, data_dir: Path | None = None, *, download_data: bool = False,
     """The whole loop: (download), prepare, train, predict with TTA, validated submission, (submit).
     Under torchrun, rank 0 downloads and unpacks while the others wait, all ranks train, and
     rank 0 alone predicts, writes (and submits); the others return {}."""
+    data_dir = Path(data_dir or default_data_dir(name))
+    early = download_data and isinstance(name, str) and kaggle_slug(name) not in registry.names()  # no module:
+    if early:  # the download says what the competition is, so it comes first
+        download(name, data_dir, quiet=not overrides.get("progress", True))
     comp, recipe, run_options = settings(name, overrides, data_dir, need_test=True, work=work)
     backbone_names.check_all(recipe, run_options)
     from kaggletools.steps import predict as inference
     from kaggletools.steps import train as training
     from kaggletools.model.dist import Dist
 
-    data_dir = Path(data_dir or default_data_dir(comp.slug))
     if out:
         inference.refuse_existing(out, overwrite)
     dist = Dist.from_env()
     if dist.main:
-        if download_data:
+        if download_data and not early:
             download(comp.slug, data_dir, quiet=not run_options.progress)
         data_dir = prepare(comp, data_dir, add, quiet=not run_options.progress, work=work)
     dist.barrier()  # the other ranks read the data only once it is unpacked

@@ -465,3 +465,21 @@ def test_sample_of_an_inferred_competition_is_a_data_folder_inferred_alike(tmp_p
     assert (spec.layout, spec.group_file) == ("folders", "driver_imgs_list.csv")
     assert len(inferred.build(spec).items(out, "train")) == 24
     assert infer.infer("drivers", folder).train == "imgs/train"
+
+
+def test_run_download_of_a_slug_without_a_module_downloads_before_inferring(tmp_path, monkeypatch):
+    """`run SLUG --download` on the loopback stand-in Kaggle: the download comes first, then the
+    inference reads it, then the loop."""
+    from fake_kaggle import fake_kaggle
+
+    made = binary_csv(tmp_path / "made")
+    files = {name: (made / name).read_bytes() for name in ("train.csv", "sample_submission.csv")}
+    for folder in ("train", "test"):
+        files[f"{folder}.zip"] = fixtures.zip_bytes({f"{folder}/{p.name}": p.read_bytes()
+                                                     for p in sorted((made / folder).iterdir())})
+    with fake_kaggle(tmp_path, files, monkeypatch=monkeypatch, slug="ring-spotting"):
+        result = api.run("ring-spotting", tmp_path / "data", download_data=True, backbone="mobilenet_v2",
+                         pretrained=False, size=32, batch_size=16, freeze_epochs=1, epochs=0, tta="none",
+                         progress=False, out=tmp_path / "sub.csv")
+    assert Path(result["submission"]).is_file() and (tmp_path / "data" / "train.csv").is_file()
+    assert pd.read_csv(tmp_path / "sub.csv").columns.tolist() == ["id", "has_ring"]
