@@ -453,6 +453,36 @@ def test_a_blend_refuses_a_validation_id_listed_twice(finished, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("change", ["unknown id", "missing id"])
+def test_a_blend_refuses_test_ids_that_are_not_the_data_folders(finished, tmp_path, capsys, change):
+    folder = _copy(finished, tmp_path / "edited")
+    table = pd.read_csv(folder / "test_predictions.csv", dtype={"id": str})
+    if change == "unknown id":
+        table.loc[0, "id"] = "99999"
+    else:
+        table = table.iloc[1:]
+    table.to_csv(folder / "test_predictions.csv", index=False)
+    assert cli(["blend", str(folder), str(finished), "--out", str(tmp_path / "b.csv")]) == 1
+    line = _one_line(capsys)
+    assert f"{folder / 'test_predictions.csv'} does not list the test items" in line
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "b.csv").exists()
+
+
+def test_run_folders_named_with_control_characters_are_listed_escaped(finished, tmp_path, capsys):
+    root = tmp_path / "runs"
+    _copy(finished, root / REDUX / "evil\x1b[2J\x1b]0;title\x07run")
+    assert cli(["runs", "--runs", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "evil\\x1b[2J" in out
+
+
+def test_html_in_names_stays_escaped_in_the_report(dogs_dir, tmp_path):
+    name = "<img src=x onerror=alert(1)>$x_"
+    run = api.train(REDUX, dogs_dir, folder=tmp_path / name, **TINY)
+    text = (run.path / "report.html").read_text()
+    assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;$x_" in text
+
+
 def test_a_blend_refused_while_written_leaves_no_folder(finished, tmp_path, monkeypatch):
     from kaggletools.errors import SubmissionError
     from kaggletools.steps import predict as inference
