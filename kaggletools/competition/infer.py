@@ -195,7 +195,7 @@ def _labels(data_dir, train, by_folder, given, sample, header, group_by) -> dict
         raise CompetitionError(f"{path}: no column beside {id_column} to hold the labels; give --labels FILE")
     column = rest[0]
     found["label_column"] = column
-    task = given.task or _task(values[column], sample, header)
+    task = given.task or _task(values[column])
     if task == "binary":
         if not values[column].isin(["0", "1", "0.0", "1.0"]).all():
             raise CompetitionError(f"{path}: --task binary needs 0/1 labels in {column}")
@@ -228,9 +228,11 @@ def _label_file(data_dir, train, names, given, sample) -> tuple[Path, str]:
             shown = " and ".join(_rel(data_dir, p) for p in candidates)
             raise CompetitionError(f"{data_dir}: two candidate label files, {shown}, name the images of {train}/; "
                                    "give --labels FILE")
-    if not candidates or not next(iter(candidates.values())) and not given.id_column:
-        where = given.labels or f"{data_dir}: no CSV"
-        raise CompetitionError(f"{where} names the images of {data_dir / train}, and they are not in class folders; "
+    if given.labels and not candidates[path] and not given.id_column:
+        raise CompetitionError(f"{path}: no column names the images of {train}/ (their file names or stems); give "
+                               "--id-column COLUMN")
+    if not candidates:
+        raise CompetitionError(f"{data_dir}: no CSV names the images of {train}/, and they are not in class folders; "
                                "give --labels FILE (and --id-column COLUMN)")
     path, columns = next(iter(candidates.items()))
     if given.id_column:
@@ -243,7 +245,7 @@ def _label_file(data_dir, train, names, given, sample) -> tuple[Path, str]:
     return path, columns[0]
 
 
-def _task(values: pd.Series, sample: str, header: list[str]) -> str:
+def _task(values: pd.Series) -> str:
     """binary for 0/1, multilabel for space-separated tags (fewer distinct tags than distinct
     rows: combinations, not names with spaces), else multiclass."""
     if values.isin(["0", "1", "0.0", "1.0"]).all():
