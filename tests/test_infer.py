@@ -483,3 +483,18 @@ def test_run_download_of_a_slug_without_a_module_downloads_before_inferring(tmp_
                          progress=False, out=tmp_path / "sub.csv")
     assert Path(result["submission"]).is_file() and (tmp_path / "data" / "train.csv").is_file()
     assert pd.read_csv(tmp_path / "sub.csv").columns.tolist() == ["id", "has_ring"]
+
+
+def test_group_by_a_column_of_the_label_file_itself(tmp_path):
+    """SIIM-ISIC's layout: jpeg/train/<id>.jpg, train.csv `image_name,patient_id,sex,target`, the
+    sample `image_name,target` saying which column is the label."""
+    folder = tmp_path / "d"
+    ids, labels, jpeg = _images(40, 2)
+    _put(folder, {f"jpeg/train/{i}.jpg": jpeg[i] for i in ids[:32]} | {f"jpeg/test/{i}.jpg": jpeg[i] for i in ids[32:]})
+    pd.DataFrame({"image_name": ids[:32], "patient_id": [f"IP_{j % 5}" for j in range(32)], "sex": "male",
+                  "target": labels[:32]}).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"image_name": ids[32:], "target": 0}).to_csv(folder / "sample_submission.csv", index=False)
+    spec = infer.infer("melanoma", folder, group_by="patient_id", need_test=True)
+    assert (spec.task, spec.label_column, spec.train, spec.test) == ("binary", "target", "jpeg/train", "jpeg/test")
+    assert (spec.group_file, spec.group_column) == ("train.csv", "patient_id")
+    assert inferred.build(spec).items(folder, "train")["patient_id"].nunique() == 5
