@@ -498,3 +498,10 @@ def test_group_by_a_column_of_the_label_file_itself(tmp_path):
     assert (spec.task, spec.label_column, spec.train, spec.test) == ("binary", "target", "jpeg/train", "jpeg/test")
     assert (spec.group_file, spec.group_column) == ("train.csv", "patient_id")
     assert inferred.build(spec).items(folder, "train")["patient_id"].nunique() == 5
+
+
+@pytest.mark.parametrize("edit", [{"format": "bogus"}, {"task": 3}, {"classes": [1, 2]}, {"slug": None, "layout": None}])
+def test_an_edited_record_is_one_line_naming_the_field(edit):
+    record = inferred.Spec("s", "folders", "multiclass", ("a", "b"), "train").to_dict() | edit
+    with pytest.raises(CompetitionError, match="recorded inference"):
+        inferred.for_run({"competition": "s", "inferred": {k: v for k, v in record.items() if v is not None}})

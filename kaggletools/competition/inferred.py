@@ -62,9 +62,19 @@ class Spec:
         kept = {k: tuple(v) if k == "classes" else v for k, v in values.items() if k in known}
         kept["companions"] = tuple(tuple(pair) for pair in kept.get("companions", ()))
         try:
-            return cls(**kept)
+            spec = cls(**kept)
         except TypeError as e:
             raise CompetitionError(f"the recorded inference is incomplete ({e}); train again") from None
+        allowed = {"layout": ("folders", "csv", "tags", "columns"), "task": ("binary", "multiclass", "multilabel"),
+                   "format": tuple(FORMATS)}
+        for name, values in allowed.items():
+            if getattr(spec, name) not in values:
+                raise CompetitionError(f"the recorded inference's {name} is {getattr(spec, name)!r}, not one of "
+                                       f"{', '.join(values)}; the run folder was edited: train again")
+        if not all(isinstance(c, str) for c in spec.classes):
+            raise CompetitionError("the recorded inference's classes are not names; the run folder was edited: "
+                                   "train again")
+        return spec
 
     @property
     def metric_name(self) -> str:
