@@ -31,15 +31,14 @@ def default_data_dir(name: str) -> Path:
 
 
 # -- Kaggle -----------------------------------------------------------------------------------------
-def kaggle_slug(name: str) -> str:
-    """The slug of a registered competition (by slug or alias), else `name` itself: the Kaggle
-    verbs work on any competition on Kaggle."""
-    return registry.aliases().get(name, name)
+def kaggle_slug(name: str | Competition) -> str:
+    """The slug of a competition (or of a registered one's slug or alias), else `name` itself: the
+    Kaggle verbs work on any competition on Kaggle."""
+    return name.slug if isinstance(name, Competition) else registry.aliases().get(name, name)
 
 
 def kaggle_competitions(**query) -> tuple[pd.DataFrame, str]:
-    """One page of Kaggle's competitions (query: search, category, sort_by, group, page, page_size,
-    page_token), the registered ones marked; and the next page's token."""
+    """One page of Kaggle's competitions (query: see kaggle.browse.competitions), ours marked; the next page's token."""
     from kaggletools.kaggle import browse
 
     rows, token = browse.competitions(**query)
@@ -63,11 +62,9 @@ def download(name: str, data_dir: Path | None = None, file: str | None = None, f
     data_dir = Path(data_dir or default_data_dir(slug))
     kaggle_download.download(slug, data_dir, file=file, force=force, quiet=quiet)
     if slug not in registry.names():  # no module: archives unpacked safely, nothing more
-        from kaggletools import progress
         from kaggletools.unpack import archives
 
-        with progress.silenced(quiet):
-            archives.extract_all(data_dir)
+        archives.extract_all(data_dir, progress=not quiet)
         return data_dir
     return prepare(slug, data_dir, quiet=quiet)
 
@@ -78,8 +75,8 @@ def submit(name: str, csv: Path, message: str = "kaggletools", data_dir: Path | 
     from kaggletools.kaggle import competitions as kaggle_api
 
     slug = kaggle_slug(name)
-    if slug in registry.names():
-        validate(slug, csv, data_dir)
+    if isinstance(name, Competition) or slug in registry.names():
+        validate(name, csv, data_dir)
     else:  # no module: the sample submission's columns and ids, when the data folder has one
         from kaggletools.score import any_competition
 
