@@ -68,6 +68,28 @@ def test_other_verbs_against_an_html_page_are_one_line(kaggle_server, capsys, ve
     _one_line_error(err)
 
 
+@pytest.mark.parametrize("route", ["DownloadDataFiles", "blob", "DownloadDataFile"])
+def test_a_download_answered_with_a_web_page_keeps_nothing(kaggle_server, tmp_path, capsys, route):
+    server = kaggle_server(redux_files())
+    server.html = {route: 200}
+    data = tmp_path / "data"
+    one = ["-f", "sample_submission.csv"] if route == "DownloadDataFile" else []
+    assert cli(["download", SLUG, "-p", str(data), "-q", *one]) == 1
+    line = _one_line_error(capsys.readouterr().err)
+    assert ("cut short or corrupt" if route == "blob" else "web page") in line, line
+    assert not data.exists()
+
+
+@pytest.mark.parametrize("route", ["StartSubmissionUpload", "CreateSubmission"])
+def test_a_submission_answered_with_a_web_page_is_one_line(kaggle_server, tmp_path, capsys, route):
+    server = kaggle_server(redux_files())
+    server.html = {route: 200}
+    assert cli(["submit", SLUG, str(_good(tmp_path)), "-q"]) == 1
+    out, err = capsys.readouterr()
+    assert "submitted" not in out and "not its API's JSON while submitting good.csv" in _one_line_error(err)
+    assert not server.competition.submissions
+
+
 def test_an_html_page_is_retried_then_given_up(kaggle_server, tmp_path):
     server = kaggle_server(redux_files(), pending_polls=1)
     ref = K.submit(SLUG, _good(tmp_path), "x", quiet=True).ref

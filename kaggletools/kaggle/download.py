@@ -4,6 +4,8 @@ created or changed are removed, and a zip that arrived cut short or corrupt is r
 (the client would otherwise keep it as "a more recently modified local copy" on the next run)."""
 from __future__ import annotations
 
+import os
+import shutil
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,15 +69,20 @@ def download(slug: str, dest: str | Path, file: str | None = None, force: bool =
     dest = Path(dest)
     made = _first_missing(dest)
     before = _files(dest)
+    entries = set(os.listdir(dest)) if dest.is_dir() else set()
     try:
         path = _download(slug, dest, file, force, quiet, api)
         if _files(dest).get(path.name) != before.get(path.name):  # new or changed by this call
-            _check_zip(path)
+            _check_zip(path)  # a page saved as <slug>.zip is no zip
+            _not_a_page(path)
         return path
     except BaseException:
         for name, stamp in _files(dest).items():  # what this call wrote, complete or not
             if before.get(name) != stamp:
                 (dest / name).unlink(missing_ok=True)
+        for name in (set(os.listdir(dest)) if dest.is_dir() else set()) - entries:  # folders it made
+            if (dest / name).is_dir() and not (dest / name).is_symlink():
+                shutil.rmtree(dest / name, ignore_errors=True)
         _remove_empty(dest, made)
         raise
 
@@ -103,9 +110,11 @@ def _download(slug: str, dest: Path, file: str | None, force: bool, quiet: bool,
     path = dest / (f"{slug}.zip" if file is None else Path(file).name)
     if not path.exists():
         stem = f"{slug}." if file is None else Path(file).name
-        found = sorted(dest.glob(f"{stem}*"), key=lambda p: p.stat().st_mtime) if dest.is_dir() else []
+        found = sorted((p for p in dest.glob(f"{stem}*") if p.is_file()), key=lambda p: p.stat().st_mtime) \
+            if dest.is_dir() else []
         if not found:
-            raise KaggleError(f"The Kaggle client reported success but {path} is missing.")
+            raise KaggleNetworkError(f"The Kaggle client reported success but {path} is missing (a web page from a "
+                                     "proxy or maintenance instead of the file?); nothing was kept: retry later")
         path = found[-1]
     return path
 
@@ -115,6 +124,18 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
     if not folder.is_dir():
         return {}
     return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()}
+
+
+def _not_a_page(path: Path) -> None:
+    """A web page (a proxy's, a login wall, maintenance) saved in place of the file is an error."""
+    if path.suffix.lower() in (".html", ".htm"):
+        return
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        raise KaggleNetworkError(f"Kaggle sent a web page instead of {path.name} (a proxy, a login wall or "
+                                 "maintenance?); it was removed: retry later, and check HTTPS_PROXY if you use a "
+                                 "proxy.")
 
 
 def _check_zip(path: Path) -> None:
