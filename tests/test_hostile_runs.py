@@ -264,6 +264,28 @@ def test_a_cache_that_cannot_be_written_falls_back_to_memory(dogs_dir, tmp_path,
     assert not list((tmp_path / "cache").glob("*.npy")) and not _leftovers(tmp_path / "cache")
 
 
+@pytest.mark.parametrize("damage", ["cut short", "not an array", "other items"])
+def test_a_damaged_cache_file_is_decoded_again(dogs_dir, tmp_path, monkeypatch, damage):
+    from kaggletools.competition import registry
+    from kaggletools.data import cache
+    from kaggletools.data import items as data
+
+    comp = registry.get(REDUX)
+    items = data.train_items(comp, dogs_dir).head(5)
+    monkeypatch.setenv("KAGGLETOOLS_CACHE", str(tmp_path / "cache"))
+    whole = np.array(cache.load_items(comp, dogs_dir, items, 24, progress=False))  # a copy, not the map
+    (path,) = (tmp_path / "cache").glob("*.npy")
+    if damage == "cut short":
+        path.write_bytes(path.read_bytes()[:-500])
+    elif damage == "not an array":
+        path.write_bytes(b"garbage")
+    else:
+        np.save(path, np.zeros((2, 24, 24, 3), np.uint8))
+    with pytest.warns(UserWarning, match="is damaged; decoding again"):
+        again = cache.load_items(comp, dogs_dir, items, 24, progress=False)
+    assert np.array_equal(np.asarray(again), whole)
+
+
 # -- 4. what a verb reads from a run folder ------------------------------------------------------
 def _edit_meta(folder: Path, **changes) -> None:
     state = torch.load(folder / "model.pt", weights_only=True)
@@ -386,6 +408,23 @@ def test_a_second_process_on_one_run_is_refused_naming_the_first(stopped, tmp_pa
     assert (folder / runs.LOCK).read_text().strip() == str(holder.pid)  # stale: its process is dead
     api.train(None, None, resume=folder)  # taken over
     assert runs.Run(folder).status() == "finished" and not (folder / runs.LOCK).exists()
+
+
+def test_a_run_being_trained_is_locked_against_a_resume(dogs_dir, tmp_path, monkeypatch):
+    from kaggletools.steps import train as training
+
+    write, refusals = training.Checkpoints.__call__, []
+
+    def try_to_resume(self, learner, position):
+        write(self, learner, position)
+        with pytest.raises(RunError) as caught:
+            api.train(None, None, resume=self.run.path)
+        refusals.append(str(caught.value))
+
+    monkeypatch.setattr(training.Checkpoints, "__call__", try_to_resume)
+    run = api.train(REDUX, dogs_dir, runs_dir=tmp_path, **TINY)
+    assert refusals and all(f"process {os.getpid()} is training in it" in r for r in refusals)
+    assert run.status() == "finished" and not (run.path / runs.LOCK).exists()
 
 
 def test_resume_removes_only_our_partial_files_of_dead_processes(stopped, tmp_path):

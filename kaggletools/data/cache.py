@@ -55,7 +55,19 @@ def load_items(competition, data_dir: Path, items: pd.DataFrame, side: int, *,
     key = cache_key(competition, data_dir, items["source"], side)
     path = cache_root() / f"{competition.slug}-{side}-{key}.npy"
     if path.exists():
-        return np.load(path, mmap_mode="r")
+        try:
+            cached = np.load(path, mmap_mode="r")
+            if len(cached) == len(items):
+                return cached
+        except (ValueError, OSError, EOFError):  # cut short or replaced (not by us: we rename whole files)
+            pass
+        import warnings
+
+        warnings.warn(f"decode cache {path} is damaged; decoding again", stacklevel=2)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only cache: decoded into memory below
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(path.parent)
