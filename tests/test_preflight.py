@@ -108,3 +108,42 @@ def test_all_clear_reports_what_it_found(tmp_path):
                             submissions=tmp_path / "submissions")
     assert found["train"] == 8 and found["test"] == 3 and found["need"]["cache"] == 11 * 36 * 36 * 3
     assert not (tmp_path / "runs").exists() and not (tmp_path / "submissions").exists()
+
+
+def _token(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "t" * 32)
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_submit_with_kaggle_unreachable_stops_before_training(tmp_path, monkeypatch):
+    import socket
+
+    from kaggletools.errors import KaggleNetworkError
+
+    _token(monkeypatch, tmp_path)
+    tried = []
+
+    def refuse(address, timeout=None):
+        tried.append(address)
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    data = _data(tmp_path / "data")
+    with pytest.raises(KaggleNetworkError, match="cannot be reached .*drop --submit"):
+        api.run(REDUX, data, runs_dir=tmp_path / "runs", submit_message="first try", **FAST)
+    assert tried and tried[0][1] in (80, 443) and not (tmp_path / "runs").exists()
+
+
+def test_submit_with_kaggle_reachable_passes(tmp_path, monkeypatch):
+    import socket
+
+    _token(monkeypatch, tmp_path)
+
+    class Connection:
+        def close(self):
+            pass
+
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout=None: Connection())
+    preflight.credentials()

@@ -2,7 +2,8 @@
 would otherwise stop them after training, checked in seconds:
 
 - test items present (run and cv predict the test set);
-- Kaggle credentials (and their file's permissions) when the submission is to be uploaded;
+- Kaggle credentials (and their file's permissions) and the API's host reachable when the
+  submission is to be uploaded;
 - a writable runs folder and submission folder;
 - free disk for the decoded cache and the checkpoints (shutil.disk_usage against an estimate);
 - the backbone's pretrained weights in their cache, or their server reachable.
@@ -60,11 +61,31 @@ def test_items(competition, data_dir: Path) -> int:
     return n
 
 
-def credentials() -> None:
-    """Kaggle credentials are found (their file's permissions warned about), before training."""
+def credentials(timeout: float = 3.0) -> None:
+    """Kaggle credentials are found (their file's permissions warned about) and the Kaggle API's
+    host answers a TCP connection (skipped behind a proxy), before training."""
+    import socket
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies
+
+    from kaggletools.errors import KaggleNetworkError
     from kaggletools.kaggle.credentials import find_credentials
 
     find_credentials()
+    if getproxies():
+        return
+    try:
+        from kagglesdk.kaggle_env import get_endpoint, get_env  # the client's own choice of host; exits nothing
+    except ImportError:  # a client without kagglesdk: its host is its own business
+        return
+    url = urlsplit(get_endpoint(get_env()))
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise KaggleNetworkError(f"{host}:{port} cannot be reached ({type(e).__name__}: {e.strerror or e}), so "
+                                 "--submit would fail after training; check the network, or drop --submit and "
+                                 "upload later with `kaggletools submit`") from None
 
 
 def writable(folder: Path, what: str) -> None:
