@@ -74,8 +74,9 @@ def _install(root: Path, module: str, body: str, entry: str | None = None, value
 
 def _cli(root: Path, *args: str, code: str | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "kaggletools", *args]
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)},
-                          timeout=120)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}  # the registered ones are listed
+    env.update(PYTHONPATH=str(root), KAGGLE_CONFIG_DIR=str(root / "no-kaggle-credentials"))
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")
