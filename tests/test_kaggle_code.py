@@ -153,6 +153,8 @@ def test_datasets_create_and_version_upload_a_folder(server, tmp_path, capsys):
     assert cli(["datasets", "version", "-p", str(folder), "-m", "retrained", "-q"]) == 0
     assert made["files"]["notes.txt"] == b"v2" and made["versions"][0]["versionNotes"] == "retrained"
     assert "wheels.zip" not in made["files"]  # the default dir mode skips folders, like the kaggle CLI
+    assert cli(["datasets", "version", "-p", str(folder), "-m", "v3", "--ignore-patterns", "*.txt", "-q"]) == 0
+    assert made["files"] == {}  # notes.txt ignored, wheels/ skipped
 
 
 def test_submit_a_notebook_to_a_code_competition(server, capsys):

@@ -58,6 +58,8 @@ def add(sub, common) -> None:
     s.add_argument("-w", "--wp", dest="here", action="store_true", help="into the current folder")
     s.add_argument("-o", "--force", action="store_true", help="download again files that are up to date")
     s.add_argument("--file-pattern", help="only the files whose name matches this regular expression")
+    s.add_argument("--page-size", type=int, default=20, help="files per page of the output listing (default 20)")
+    s.add_argument("--page-token", help="only the page of the output listing with this token")
 
     d = sub.add_parser("datasets", help="Kaggle datasets: upload a folder (a bundle) as one, or a new version")
     ds = d.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -67,6 +69,8 @@ def add(sub, common) -> None:
         s.add_argument("-p", "--path", dest="folder", type=Path, default=Path("."), help="the folder (default: here)")
         s.add_argument("-r", "--dir-mode", choices=("skip", "zip", "tar"), default="skip",
                        help="sub-folders: skip them, or upload each as one archive (a bundle needs zip)")
+        s.add_argument("-t", "--keep-tabular", action="store_true", help="do not convert tabular files to CSV")
+        s.add_argument("--ignore-patterns", nargs="+", metavar="GLOB", help="files and folders not to upload")
         if name == "create":
             s.add_argument("-u", "--public", action="store_true", help="make it public (default: private)")
         else:
@@ -140,16 +144,18 @@ def kernels(a, api) -> None:
         print(f"{state.kernel}: {state.status}" + (f" ({state.failure})" if state.failure else ""))
     else:
         for path in api.kernels("output", _kernel_name(a), Path(".") if a.here else a.path, pattern=a.file_pattern,
-                                       force=a.force, quiet=a.quiet):
+                                       force=a.force, quiet=a.quiet, page_size=a.page_size, page_token=a.page_token):
             print(path)
 
 
 def datasets(a, api) -> None:
     if a.action == "create":
-        made = api.datasets("create", a.folder, public=a.public, quiet=a.quiet, dir_mode=a.dir_mode)
+        made = api.datasets("create", a.folder, public=a.public, quiet=a.quiet, dir_mode=a.dir_mode,
+                            ignore_patterns=a.ignore_patterns, keep_tabular=a.keep_tabular)
     else:
         made = api.datasets("version", a.folder, a.message, quiet=a.quiet, dir_mode=a.dir_mode,
-                                    delete_old_versions=a.delete_old_versions)
+                            delete_old_versions=a.delete_old_versions, ignore_patterns=a.ignore_patterns,
+                            keep_tabular=a.keep_tabular)
     print(f"{made.ref or a.folder}: {made.status or 'uploaded'} {made.url}".rstrip())
 
 

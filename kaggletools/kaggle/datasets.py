@@ -48,28 +48,33 @@ def _result(folder: Path, resp: Any, action: str) -> DatasetResult:
 
 
 def create(folder: str | Path, *, public: bool = False, quiet: bool = False, dir_mode: str = "skip",
+           ignore_patterns: list[str] | None = None, keep_tabular: bool = False,
            api: "KaggleApi | None" = None) -> DatasetResult:
-    """Create the dataset that `folder`'s dataset-metadata.json names, uploading its files;
-    sub-folders are skipped, or uploaded as one archive each (`dir_mode` "zip" or "tar")."""
+    """Create the dataset that `folder`'s dataset-metadata.json names, uploading its files (but
+    those matching `ignore_patterns`); sub-folders are skipped, or uploaded as one archive each
+    (`dir_mode` "zip" or "tar"); `keep_tabular`: the kaggle CLI's -t (tables not converted to CSV)."""
     folder = _checked(folder, dir_mode)
     api = api or client()
     try:
         with calling(api, f"creating a dataset from {folder}", show=not quiet):
-            resp = api.dataset_create_new(str(folder), public=public, quiet=quiet, dir_mode=dir_mode)
+            resp = api.dataset_create_new(str(folder), public=public, quiet=quiet, convert_to_csv=not keep_tabular,
+                                          dir_mode=dir_mode, ignore_patterns=ignore_patterns)
     except ValueError as e:
         raise KaggleError(f"{folder / METADATA}: {e}") from None
     return _result(folder, resp, "the new dataset")
 
 
 def version(folder: str | Path, message: str, *, quiet: bool = False, dir_mode: str = "skip",
-            delete_old_versions: bool = False, api: "KaggleApi | None" = None) -> DatasetResult:
+            delete_old_versions: bool = False, ignore_patterns: list[str] | None = None, keep_tabular: bool = False,
+            api: "KaggleApi | None" = None) -> DatasetResult:
     """Upload `folder` as a new version (notes: `message`) of the dataset its metadata names."""
     folder = _checked(folder, dir_mode)
     api = api or client()
     try:
         with calling(api, f"adding a version of the dataset in {folder}", show=not quiet):
-            resp = api.dataset_create_version(str(folder), message, quiet=quiet, dir_mode=dir_mode,
-                                              delete_old_versions=delete_old_versions)
+            resp = api.dataset_create_version(str(folder), message, quiet=quiet, convert_to_csv=not keep_tabular,
+                                              delete_old_versions=delete_old_versions, dir_mode=dir_mode,
+                                              ignore_patterns=ignore_patterns)
     except ValueError as e:
         raise KaggleError(f"{folder / METADATA}: {e}") from None
     return _result(folder, resp, "the new version")

@@ -81,13 +81,15 @@ def status(kernel: str, api: "KaggleApi | None" = None) -> KernelStatus:
 
 
 def output(kernel: str, path: str | Path, *, pattern: str | None = None, force: bool = False, quiet: bool = True,
-           api: "KaggleApi | None" = None) -> list[Path]:
+           page_size: int = 20, page_token: str | None = None, api: "KaggleApi | None" = None) -> list[Path]:
     """Download the output files of `kernel`'s latest run (those whose name matches the regular
-    expression `pattern`, if given) and its log into `path`; returns the files written."""
+    expression `pattern`, if given) and its log into `path`; returns the files written. With
+    `page_token`, only that page of the output listing (`page_size` files)."""
     api = api or client()
     try:
         with calling(api, f"downloading the output of notebook {kernel}", show=not quiet):
-            files, _ = api.kernels_output(kernel, str(path), file_pattern=pattern, force=force, quiet=quiet)
+            files, _ = api.kernels_output(kernel, str(path), file_pattern=pattern, force=force, quiet=quiet,
+                                          page_token=page_token, page_size=page_size)
     except ValueError as e:
         raise KaggleError(f"notebook {kernel!r}: {e}") from None
     return [Path(f) for f in files]
