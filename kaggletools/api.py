@@ -130,10 +130,11 @@ def leaderboard_download(name: str, path: Path = Path("."), quiet: bool = False)
 def kernels(action: str, *args, **how):
     """Kaggle notebooks (kaggletools.kaggle.kernels): "push" (folder; timeout, accelerator, no_run),
     "status" (kernel), "output" (kernel, path; pattern, force, quiet), "submit_code" (slug, kernel;
-    file_name, message, version, quiet: a code competition's submission)."""
+    file_name, message, version, quiet: a code competition's submission), "init" (folder,
+    competition, kernel, run_args, bundle: a training notebook that calls `kaggletools run`)."""
     from kaggletools.kaggle import kernels as notebooks
 
-    return getattr(notebooks, {"push": "push", "status": "status", "output": "output",
+    return getattr(notebooks, {"push": "push", "status": "status", "output": "output", "init": "init",
                                "submit_code": "submit_code"}[action])(*args, **how)
 
 

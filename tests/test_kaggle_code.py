@@ -201,3 +201,41 @@ def test_competitions_without_credentials_lists_ours_and_says_why(tmp_path, monk
     assert cli(["competitions"]) == 0
     captured = capsys.readouterr()
     assert "no Kaggle credentials" in captured.err and "dogs-vs-cats-redux-kernels-edition" in captured.out
+
+
+def test_kernels_init_writes_a_training_notebook_that_runs_kaggletools_run(server, tmp_path, capsys, monkeypatch):
+    """The generated notebook pushed to the stand-in, and its code run here against a stand-in
+    /kaggle (CPU: one process; on Kaggle's two T4s torchrun starts two); only its pip install is
+    skipped (kaggletools is already installed here), and checked."""
+    import subprocess
+
+    import nbformat
+
+    from test_kaggle_places import REDUX, kaggle_style_input
+
+    folder = tmp_path / "train-nb"
+    assert cli(["kernels", "init", "dogscats", "-p", str(folder), "--kernel", f"{USERNAME}/dogs-train", "--run",
+                "--backbone", "resnet18", "--size", "32", "--batch-size", "8", "--no-pretrained", "--epochs", "1",
+                "--freeze-epochs", "0", "-q"]) == 0
+    meta = json.loads((folder / "kernel-metadata.json").read_text())
+    assert meta["competition_sources"] == [REDUX] and meta["enable_gpu"] and meta["enable_internet"]
+    assert cli(["kernels", "push", "-p", str(folder), "-q"]) == 0 and f"{USERNAME}/dogs-train" in server.code.kernels
+
+    root = tmp_path / "kaggle"
+    kaggle_style_input(root / "input" / REDUX, n_train=12, n_test=4)
+    (root / "working").mkdir()
+    monkeypatch.setenv("KAGGLETOOLS_KAGGLE_ROOT", str(root))
+    calls, real = [], subprocess.run
+
+    def run(cmd, **kw):
+        calls.append(cmd)
+        if cmd[1:4] == ["-m", "pip", "install"]:
+            return subprocess.CompletedProcess(cmd, 0)
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    code = "\n\n".join(c.source for c in nbformat.read(str(folder / "train.ipynb"), 4).cells if c.cell_type == "code")
+    exec(compile(code, "train.ipynb", "exec"), {})
+    assert calls[0][-1] == "kaggletools" and "run" in calls[1] and str(root / "input" / REDUX) in calls[1]
+    assert (root / "working" / "submission.csv").is_file()
+    assert list((root / "working" / "runs" / REDUX).iterdir())

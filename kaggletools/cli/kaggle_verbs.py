@@ -5,6 +5,7 @@ handlers call kaggletools.api, which kaggletools.cli.commands hands them (`api=`
 module imports it nowhere (one floor less in the import graph)."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def add(sub, common) -> None:
     s.add_argument("-t", "--timeout", type=int, help="the run's time limit in seconds")
     s.add_argument("--accelerator", "--acc", dest="accelerator", help="a machine shape, e.g. NvidiaTeslaT4")
     s.add_argument("--no-run", action="store_true", help="save a version without running it (Quick Save)")
+    s = ks.add_parser("init", help="write a training notebook that runs `kaggletools run` on Kaggle's GPUs",
+                      parents=[common])
+    s.add_argument("competition", help="the competition's slug (its data becomes the notebook's input)")
+    s.add_argument("-p", "--path", dest="folder", type=Path, required=True, help="the notebook folder to write")
+    s.add_argument("--kernel", dest="kernel_id", metavar="OWNER/SLUG", help="default <your user>/<slug>-train")
+    s.add_argument("--bundle", metavar="OWNER/SLUG", help="a bundle dataset to install from (internet off)")
+    s.add_argument("--run", dest="run_args", nargs=argparse.REMAINDER, default=[], metavar="OPTION",
+                   help="last: what follows goes to `kaggletools run`, e.g. --run --backbone resnet34 --epochs 4")
     s = ks.add_parser("status", help="the state of a notebook's latest run", parents=[common])
     _kernel(s)
     s = ks.add_parser("output", help="download a notebook's output files and log", parents=[common])
@@ -136,7 +145,16 @@ def _kernel_name(a) -> str:
 
 
 def kernels(a, api) -> None:
-    if a.action == "push":
+    if a.action == "init":
+        from kaggletools.kaggle.credentials import find_credentials
+
+        try:
+            owner = find_credentials().username or "YOUR-KAGGLE-USERNAME"
+        except Exception:  # no credentials: a placeholder to edit before pushing
+            owner = "YOUR-KAGGLE-USERNAME"
+        kernel = a.kernel_id or f"{owner}/{api.kaggle_slug(a.competition)[:40]}-train"
+        print(api.kernels("init", a.folder, api.kaggle_slug(a.competition), kernel, a.run_args, a.bundle).parent)
+    elif a.action == "push":
         pushed = api.kernels("push", a.folder, timeout=a.timeout, accelerator=a.accelerator, no_run=a.no_run)
         print(f"pushed {pushed.ref} version {pushed.version}: {pushed.url}")
     elif a.action == "status":

@@ -107,3 +107,64 @@ def submit_code(slug: str, kernel: str, *, file_name: str = "submission.csv", me
     except ValueError as e:
         raise KaggleError(f"notebook {kernel!r}: {e}") from None
     return getattr(resp, "ref", None), getattr(resp, "message", "") or ""
+
+
+TRAIN = '''import os, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(os.environ.get("KAGGLETOOLS_KAGGLE_ROOT") or "/kaggle")
+COMPETITION, ARGS, FROM_BUNDLE = {competition!r}, {args!r}, {bundle!r}
+
+
+def find(pattern):
+    """The first match of `pattern` under /kaggle/input, at most four folders deep."""
+    for depth in range(4):
+        hits = sorted((ROOT / "input").glob("*/" * depth + pattern))
+        if hits:
+            return hits[0]
+    raise SystemExit(f"{{pattern}} not found under {{ROOT / 'input'}}: add it to the notebook's inputs")
+
+
+DATA = find(COMPETITION)
+if FROM_BUNDLE:  # the wheels of a `kaggletools bundle` dataset: no internet needed
+    wheels = find("kaggletools-bundle.json").parent / "wheels"
+    pip = ["--no-index", "--find-links", str(wheels), "kaggletools"]
+else:
+    pip = ["kaggletools"]
+subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *pip], check=True)'''
+
+RUN = '''# Train on every GPU (torchrun: one process per GPU, e.g. the two T4s), predict with TTA, and
+# write runs/<slug>/<run>/ and submission.csv into /kaggle/working: the notebook's output.
+import torch
+
+gpus = torch.cuda.device_count()
+launch = ([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={{gpus}}"] if gpus > 1
+          else [sys.executable])
+subprocess.run(launch + ["-m", "kaggletools", "run", COMPETITION, "--data", str(DATA), *ARGS], check=True,
+               cwd=ROOT / "working")'''
+
+
+def init(folder: str | Path, competition: str, kernel: str, run_args: list[str] | None = None,
+         bundle: str | None = None) -> Path:
+    """Write a training notebook (train.ipynb and kernel-metadata.json) into `folder`: on Kaggle it
+    installs kaggletools (from the wheels of the bundle dataset `bundle`, else from the index, so
+    with internet on) and runs `kaggletools run <competition> <run_args>` on every GPU; push it
+    with `push`, follow it with `status`, pull the run folder back with `output`."""
+    import json
+
+    import nbformat
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    values = dict(competition=competition, args=list(run_args or []), bundle=bool(bundle))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {competition}: training with kaggletools"),
+                nbformat.v4.new_code_cell(TRAIN.format(**values)), nbformat.v4.new_code_cell(RUN.format(**values))]
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, str(folder / "train.ipynb"))
+    meta = {"id": kernel, "title": kernel.split("/", 1)[-1].replace("-", " "), "code_file": "train.ipynb",
+            "language": "python", "kernel_type": "notebook", "is_private": True, "enable_gpu": True,
+            "enable_internet": not bundle, "competition_sources": [competition],
+            "dataset_sources": [bundle] if bundle else [], "kernel_sources": [], "model_sources": []}
+    (folder / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
+    return folder / "train.ipynb"
