@@ -136,7 +136,7 @@ def probabilities_plot(comp, y: np.ndarray, probs: np.ndarray, post: dict, path:
     else:
         words = ("P(tag) where the tag is present", "P(tag) where it is absent")
     present, absent = probs[y > 0.5], probs[y <= 0.5]
-    fig, ax = plots.figure(7, 3.8)
+    fig, ax = plots.figure(7, 4.6)
     bins = np.linspace(0, 1, 41)
     ax.hist([absent, present], bins, color=["#9ecae1", "#d62728"], alpha=0.75, label=[words[1], words[0]],
             histtype="stepfilled")
@@ -155,10 +155,14 @@ def probabilities_plot(comp, y: np.ndarray, probs: np.ndarray, post: dict, path:
         caption += f"; the probability floor {floor:g} lifts {lifted} of {probs.size} probabilities"
     if probs.shape[1] > 1:
         ax.set_yscale("log")
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
     ax.set_xlim(0, 1)
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("count")
-    ax.legend(fontsize=8, loc="upper center")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)  # below the axes
     ax.set_title(f"{comp.slug}: validation probabilities (TTA)", fontsize=10)
     return plots.save(fig, path), caption
 
