@@ -59,6 +59,16 @@ HOSTILE = {  # entry point name -> (module body, what the warning says)
                              "@register('kt-not-a-comp')\ndef make():\n    return 42\n", "made a int"),
     "kt_bad_name": ("from kaggletools.competition.registry import register\n\n"
                     "@register('kt-bad\\x1b[2Jname')\nclass X:\n    pass\n", "must be a printable"),
+    "kt_hijacks": ("from kaggletools.competition import registry\n\n"
+                   "registry._REGISTRY['dogs-vs-cats'] = registry._REGISTRY['dogs-vs-cats-redux-kernels-edition']\n",
+                   "replaced what others registered ('dogs-vs-cats')"),
+    "kt_bad_metric_name": (good("kt-bad-metric", "kt-bm").replace('files = ("train.zip",)', 'metric_name = ""'),
+                           "metric_name must be a non-empty string"),
+    "kt_bad_direction": (good("kt-bad-direction", "kt-bd").replace('files = ("train.zip",)',
+                                                                    'greater_is_better = "yes"'),
+                         "greater_is_better must be True or False"),
+    "kt_files_a_string": (good("kt-files-string", "kt-fs").replace('files = ("train.zip",)', 'files = "train.zip"'),
+                          "files must be a tuple of file names"),
     "kt_half_registered": (good("kt-half", "kt-half-alias") + "\nraise RuntimeError('after registering')\n",
                            "after registering"),
 }
@@ -148,6 +158,14 @@ def test_builtins_keep_their_names_and_verbs_work_beside_the_crowd(crowd, tmp_pa
     check = _cli(crowd, "validate", "dogscats", str(tmp_path / "none.csv"))
     assert check.returncode == 1 and "Traceback" not in check.stderr
     assert check.stderr.strip().splitlines()[-1].startswith("error:") and "none.csv" in check.stderr
+
+
+def test_what_a_plugin_prints_at_import_stays_out_of_the_listing(tmp_path):
+    _install(tmp_path, "kt_chatty", good("kt-chatty", "kt-chatty-alias") + "\nprint('hello from a plugin')\n")
+    out = _cli(tmp_path, "competitions", "-v")
+    assert out.returncode == 0 and "hello from a plugin" in out.stderr and "hello" not in out.stdout, out
+    listed = [line.split(",")[0] for line in out.stdout.splitlines() if not line.startswith("note:")]
+    assert "kt-chatty" in listed and listed[0] == "slug"
 
 
 def test_a_plugin_interrupted_at_import_stops_the_program(tmp_path):

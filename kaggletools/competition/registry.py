@@ -3,8 +3,10 @@
 `kaggletools.competitions`), in the manner of timm's model registry."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
+import sys
 import warnings
 from typing import Callable
 
@@ -88,7 +90,13 @@ def _load_plugin(entry) -> None:
     module, and leaves nothing registered."""
     before = (dict(_REGISTRY), dict(_ALIASES), list(_DEFAULT))
     try:
-        entry.load()
+        with contextlib.redirect_stdout(sys.stderr):  # what it prints never mixes with a verb's output
+            entry.load()
+        taken = [n for n, f in before[0].items() if _REGISTRY.get(n) is not f] + \
+            [a for a, s in before[1].items() if _ALIASES.get(a) != s]
+        if taken or _DEFAULT[:len(before[2])] != before[2]:
+            what = ", ".join(map(repr, taken)) or "the default"
+            raise CompetitionError(f"it replaced what others registered ({what}) instead of using register()")
         for slug in [s for s in _REGISTRY if _REGISTRY[s] is not before[0].get(s)]:
             _make(slug)  # its declarations checked now, not when a verb first needs them
     except (KeyboardInterrupt, Interrupted):
@@ -161,3 +169,12 @@ def _check(comp: Competition) -> None:
         raise CompetitionError(f"{where}: kind {comp.kind!r} is not one of {', '.join(KINDS)}")
     if not isinstance(comp.recipe, Recipe):
         raise CompetitionError(f"{where}: recipe must be a kaggletools.options.Recipe")
+    for name in ("title", "metric_name", "id_column"):
+        value = getattr(comp, name, None)
+        if not isinstance(value, str) or (name != "title" and not value.strip()):
+            raise CompetitionError(f"{where}: {name} must be {'a' if name == 'title' else 'a non-empty'} string, "
+                                   f"not {value!r}")
+    if not isinstance(comp.greater_is_better, bool):
+        raise CompetitionError(f"{where}: greater_is_better must be True or False, not {comp.greater_is_better!r}")
+    if isinstance(comp.files, str) or not all(isinstance(f, str) for f in comp.files):
+        raise CompetitionError(f"{where}: files must be a tuple of file names, not {comp.files!r}")
