@@ -79,7 +79,8 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     def verb(name, text, competition=True, data=True):
         s = sub.add_parser(name, help=text, description=text, parents=[common])
         if competition:
-            s.add_argument("competition", nargs="?", help="a registered slug or alias (`kaggletools competitions`)")
+            s.add_argument("competition", nargs="?", help="a slug or alias (`kaggletools competitions`; the Kaggle "
+                                                          "verbs take any slug on Kaggle)")
             s.add_argument("-c", "--competition", dest="competition_flag", metavar="COMPETITION",
                            help="the competition, as the kaggle CLI takes it")
         if data:
