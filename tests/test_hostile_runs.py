@@ -239,6 +239,25 @@ def test_the_decode_cache_checks_its_room_before_mapping(dogs_dir, tmp_path, mon
     assert isinstance(cached, np.memmap) and np.array_equal(np.asarray(cached), array)
 
 
+def test_items_that_fit_neither_the_cache_nor_memory_stop_cleanly(dogs_dir, tmp_path, monkeypatch, capsys):
+    from kaggletools.cli.app import one_line
+    from kaggletools.competition import registry
+    from kaggletools.data import cache
+    from kaggletools.data import items as data
+
+    comp = registry.get(REDUX)
+    items = data.train_items(comp, dogs_dir)
+    monkeypatch.setenv("KAGGLETOOLS_CACHE", str(tmp_path / "cache"))
+    usage, sysconf = shutil.disk_usage, os.sysconf
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(path)._replace(free=1024))
+    monkeypatch.setattr(os, "sysconf", lambda name: 16 if name == "SC_AVPHYS_PAGES" else sysconf(name))
+    with pytest.warns(UserWarning, match="no room"), pytest.raises(OSError) as caught:
+        cache.load_items(comp, dogs_dir, items, 24, progress=False)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "cache")
+    assert "the disk is full" in one_line(caught.value) and str(tmp_path / "cache") in one_line(caught.value)
+    assert not list((tmp_path / "cache").glob("*.npy")) and not _leftovers(tmp_path)
+
+
 @pytest.mark.parametrize("where", ["fallocate", "open"])
 def test_a_cache_that_cannot_be_written_falls_back_to_memory(dogs_dir, tmp_path, monkeypatch, where):
     from kaggletools.competition import registry

@@ -84,6 +84,7 @@ def load_items(competition, data_dir: Path, items: pd.DataFrame, side: int, *,
                                                                                      (len(sources), *first.shape))
     out = _room_for(partial, dtype, shape)
     if out is None:  # no room (or no write access) for the cache: decode into memory, this run only
+        _refuse_beyond_memory(path.parent, int(np.prod(shape)) * np.dtype(dtype).itemsize)
         out = np.empty(shape, dtype)
         with bars.bar(total=len(sources), desc=desc, unit="img", enabled=progress) as bar:
             if jpeg_device is not None:
@@ -112,6 +113,18 @@ def load_items(competition, data_dir: Path, items: pd.DataFrame, side: int, *,
 
 
 MARGIN = 64 * 2**20  # bytes kept free beyond the cache itself
+
+
+def _refuse_beyond_memory(where: Path, need: int) -> None:
+    """Stop cleanly, naming the cache folder, when the items fit neither there nor in memory."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return
+    if need > 0.8 * available:
+        raise OSError(errno.ENOSPC, f"the decode cache needs {need / 2**20:,.0f} MiB, more than {where} and the "
+                      f"memory ({available / 2**20:,.0f} MiB free) hold; free some space or set KAGGLETOOLS_CACHE "
+                      "to a folder with room", str(where))
 
 
 def _room_for(partial: Path, dtype, shape: tuple):
