@@ -554,9 +554,14 @@ def test_a_blend_refused_while_written_leaves_no_folder(finished, tmp_path, monk
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.json"))
 
 
-def test_interpret_of_a_blend_or_cv_folder_is_one_line(finished, tmp_path, capsys):
+def test_interpret_predict_or_blend_of_a_blend_folder_is_one_line(finished, tmp_path, capsys):
     result = api.blend([finished, finished], out=tmp_path / "b.csv", progress=False)
     assert cli(["interpret", result["folder"]]) == 1
     line = _one_line(capsys)
     assert "is a blend of runs, not a trained run" in line and f"kaggletools interpret {finished}" in line
     assert "KeyError" not in line
+    for verb in (["predict", result["folder"], "--out", str(tmp_path / "p.csv")],
+                 ["blend", result["folder"], str(finished), "--out", str(tmp_path / "bb.csv")]):
+        assert cli(verb) == 1
+        assert "is a blend of runs, not a trained run" in _one_line(capsys)
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "bb.csv").exists()

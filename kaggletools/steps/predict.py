@@ -39,6 +39,9 @@ class SavedRun:
     @classmethod
     def load(cls, run_dir: Path) -> "SavedRun":
         run = runs.Run.open(run_dir)
+        if "blend" in run.load_json("config.json"):  # predictions of runs, no model of its own
+            raise RunError(f"{run.path} is a blend of runs, not a trained run: its submission is already written "
+                           "(report.json names it); to blend again, give the runs it blended")
         state = run.load_weights()
         with runs.damaged(run.file(runs.WEIGHTS)):
             meta = state["meta"]
