@@ -185,3 +185,34 @@ def test_the_escaped_table_keeps_numbers_and_plain_text():
         commands._print_table(frame, csv=True)
     back = pd.read_csv(io.StringIO(buffer.getvalue()))
     assert list(back["score"]) == [0.5, 0.25] and back["team_name"][0] == "ok"
+
+
+def test_odd_submission_rows_list_without_failing(kaggle_server, capsys):
+    server = kaggle_server(redux_files())
+    server.competition.submissions = [
+        {"ref": 7, "date": "2024-01-01T00:00:00.000Z", "description": f"odd{ESC}", "fileName": "a\r.csv",
+         "publicScore": "not a number", "teamName": "t"},
+        {"ref": 8, "date": "2024-01-02T00:00:00.000Z", "description": None, "status": "ERROR",
+         "errorDescription": f"bad{ESC}", "publicScore": "0.5"}]
+    assert cli(["submissions", "-c", SLUG]) == 0
+    out = capsys.readouterr().out
+    _no_control_characters(out)
+    assert "odd\\x1b[2J" in out and "bad\\x1b[2J" in out and "a\\r.csv" in out
+    server.competition.submissions[1]["date"] = f"not a date{ESC}"  # the client cannot read the answer
+    assert cli(["submissions", "-c", SLUG]) == 1
+    line = _one_line_error(capsys.readouterr().err)
+    assert "Kaggle answered something the client cannot read while listing submissions" in line
+    _no_control_characters(line)
+
+
+def test_a_leaderboard_download_that_is_not_text_falls_back_to_the_first_rows(kaggle_server, capsys, monkeypatch):
+    import fake_kaggle
+
+    server = kaggle_server(redux_files())
+    monkeypatch.setattr(fake_kaggle.FakeKaggle, "leaderboard_zip",
+                        lambda self, comp: fake_kaggle._zip({"board.csv": b"Rank,TeamId\n\xff\xfe\x00bad"}))
+    server.competition.leaderboard = [{"teamId": 1, "teamName": HOSTILE, "score": 0.01, "members": ["x"]}]
+    assert cli(["leaderboard", "-c", SLUG]) == 0
+    out = capsys.readouterr().out
+    _no_control_characters(out)
+    assert "evil\\x1b[2J" in out and "could not be downloaded" in out

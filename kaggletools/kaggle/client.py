@@ -266,6 +266,11 @@ def _translate(exc: BaseException, creds: Credentials, red: Redactor, *, action:
                               "Retry later; if it persists, check https://www.kaggle.com for outages.")
         err.status = status
         return err
+    if isinstance(exc, (ValueError, TypeError, KeyError, AttributeError)) and not isinstance(
+            exc, (json.JSONDecodeError, UnicodeDecodeError)) and _reading_an_answer(exc):
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        return KaggleError(f"Kaggle answered something the client cannot read while {action} ({type(exc).__name__}"
+                           f"{': ' + red(first) if first else ''}); retry later, or update the kaggle package.")
     if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):  # an HTML page (a proxy, maintenance)
         return KaggleNetworkError(f"Kaggle answered with something that is not its API's JSON while {action} (a "
                                   "web page from a proxy, a login wall or maintenance?); retry later, and check "
@@ -281,6 +286,15 @@ def _translate(exc: BaseException, creds: Credentials, red: Redactor, *, action:
             f"Could not reach Kaggle{red(where)} while {action} ({_network_reason(exc, red)}). "
             "Check your internet connection (and HTTPS_PROXY if you use a proxy), then retry.")
     return None
+
+
+def _reading_an_answer(exc: BaseException) -> bool:
+    """Whether `exc` arose while the client turned a server's answer into objects (kagglesdk)."""
+    import traceback
+
+    return any("kagglesdk" in frame.filename and ("kaggle_object" in frame.filename or
+                                                  frame.name == "_prepare_response")
+               for frame in traceback.extract_tb(exc.__traceback__))
 
 
 def _network_reason(exc: BaseException, red: Redactor) -> str:
