@@ -12,7 +12,6 @@ The Kaggle root is /kaggle, or $KAGGLETOOLS_KAGGLE_ROOT (tests fake it in a temp
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 KAGGLE_ROOT_ENV = "KAGGLETOOLS_KAGGLE_ROOT"
@@ -61,21 +60,19 @@ def default_submission() -> Path | None:
 
 
 def writable(folder: Path) -> bool:
-    """Whether a file can be made in `folder`, found by making (and removing) one: a read-only
-    mount says no even to root, for whom os.access says yes. A missing folder: whether its
-    nearest existing parent is writable."""
+    """Whether files can be made in `folder`, without making one (a probe file would change the
+    folder's modification time): not on a read-only mount (which stops root too), not when the
+    folder has no write bit at all (meant to be read-only, though root could write), and as
+    os.access says. A missing folder: whether its nearest existing parent is writable."""
     folder = Path(folder)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
         return False
     try:
-        fd, name = tempfile.mkstemp(prefix=".kaggletools-probe-", dir=folder)
+        mode, flags = folder.stat().st_mode, os.statvfs(folder).f_flag
     except OSError:
         return False
-    os.close(fd)
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
-    return True
+    if flags & os.ST_RDONLY or not mode & 0o222:
+        return False
+    return os.access(folder, os.W_OK)

@@ -8,6 +8,7 @@ from pathlib import Path
 from kaggletools import progress
 from kaggletools.errors import CompetitionError
 from kaggletools.io import mirror, places
+from kaggletools.unpack import archives
 
 
 def writable_folder(data_dir: Path, work: Path | None = None) -> Path:
@@ -21,13 +22,15 @@ def writable_folder(data_dir: Path, work: Path | None = None) -> Path:
 
 def data_folder(competition, data_dir: Path, work: Path | None = None, quiet: bool = False) -> Path:
     """The folder to read `data_dir`'s items from: itself when writable (as it is: `prepare`
-    unpacks it); a read-only one's mirror, unpacked by the competition's `prepare`."""
+    unpacks it); a read-only one's mirror, unpacked by the competition's `prepare` when the
+    read-only folder holds archives (a folder already unpacked, like a partial Planet download
+    of images, is read as it is, through the mirror's links)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise CompetitionError(f"{data_dir}: no such data folder; give the competition's data folder with --data "
                                "(on Kaggle: /kaggle/input/<competition slug>)")
     folder = writable_folder(data_dir, work)
-    if folder != data_dir:
+    if folder != data_dir and any(archives.is_archive(p) for p in data_dir.iterdir()):
         with progress.silenced(quiet):
             competition.prepare(folder)
     return folder
