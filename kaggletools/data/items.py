@@ -16,7 +16,7 @@ from kaggletools.errors import CompetitionError
 SAMPLE_MARKER = ".kaggletools-sample.json"
 
 
-def train_items(competition: "Competition", data_dir: Path) -> pd.DataFrame:
+def train_items(competition, data_dir: Path) -> pd.DataFrame:
     """The labelled items, checked: at least one, ids unique, targets that fit the task."""
     items = competition.items(Path(data_dir), "train")
     if len(items) == 0:
@@ -28,7 +28,7 @@ def train_items(competition: "Competition", data_dir: Path) -> pd.DataFrame:
     return items
 
 
-def test_items(competition: "Competition", data_dir: Path) -> pd.DataFrame:
+def test_items(competition, data_dir: Path) -> pd.DataFrame:
     items = competition.items(Path(data_dir), "test")
     if len(items) == 0:
         raise CompetitionError(f"{data_dir}: no test items found; download and `prepare` the data first")
@@ -73,14 +73,14 @@ class Split:
         return table
 
 
-def group_column(competition: "Competition", group_by: str = "") -> str:
+def group_column(competition, group_by: str = "") -> str:
     """The item column whose groups keep to one side: `group_by` (--group-by), else the
     competition's `group_column`; '' for none (also when group_by is 'none')."""
     chosen = (group_by or competition.group_column or "").strip()
     return "" if chosen.lower() == "none" else chosen
 
 
-def groups(competition: "Competition", items: pd.DataFrame, group_by: str = "") -> np.ndarray | None:
+def groups(competition, items: pd.DataFrame, group_by: str = "") -> np.ndarray | None:
     """Each item's group as text (None without a group column); a missing column or an item
     without a group is a CompetitionError naming it."""
     column = group_column(competition, group_by)
@@ -110,7 +110,7 @@ def _with_groups(groups_: np.ndarray | None) -> dict:
     return {} if groups_ is None else {"groups": groups_}
 
 
-def split(competition: "Competition", items: pd.DataFrame, valid_frac: float = 0.2, seed: int = 42,
+def split(competition, items: pd.DataFrame, valid_frac: float = 0.2, seed: int = 42,
           group_by: str = "") -> Split:
     """A deterministic held-out split, stratified as the task says; valid_frac 0 holds out nothing.
     With a group column (see `group_column`) each group is held out whole or not at all."""
@@ -133,7 +133,7 @@ def split(competition: "Competition", items: pd.DataFrame, valid_frac: float = 0
     return _grouped(Split(mask, notes=notes), found, column)
 
 
-def folds(competition: "Competition", items: pd.DataFrame, n_folds: int = 5, seed: int = 42,
+def folds(competition, items: pd.DataFrame, n_folds: int = 5, seed: int = 42,
           group_by: str = "") -> Split:
     """k folds stratified as the task says; `fold` holds each item's fold number. With a group
     column each group lies in one fold."""
@@ -174,7 +174,7 @@ def recorded_groups(table: pd.DataFrame) -> tuple[str, np.ndarray | None]:
     return column, (table[column].astype(str).to_numpy() if column else None)
 
 
-def make_split(competition: "Competition", items: pd.DataFrame, valid_frac: float, seed: int, n_folds: int = 0,
+def make_split(competition, items: pd.DataFrame, valid_frac: float, seed: int, n_folds: int = 0,
                fold: int = 0, group_by: str = "") -> Split:
     """The split of a run: fold `fold` of `n_folds` held out, or a plain split; `group_by`: the
     group column (default: the competition's, see `group_column`)."""
@@ -186,7 +186,7 @@ def make_split(competition: "Competition", items: pd.DataFrame, valid_frac: floa
 
 
 # -- samples -----------------------------------------------------------------------------------------
-def choose(competition: "Competition", items: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+def choose(competition, items: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
     """`n` items, stratified as the task says (every class kept when n allows); unlabelled items
     at random."""
     if n > len(items):
@@ -204,7 +204,7 @@ def choose(competition: "Competition", items: pd.DataFrame, n: int, seed: int = 
     return table
 
 
-def sample(competition: "Competition", data_dir: Path, out_dir: Path | None = None, n_train: int = 200,
+def sample(competition, data_dir: Path, out_dir: Path | None = None, n_train: int = 200,
            n_test: int = 100, seed: int = 0) -> Path:
     """A small, deterministic, class-stratified copy of the data (fast.ai's `sample/` folder).
 
@@ -236,7 +236,7 @@ def sample(competition: "Competition", data_dir: Path, out_dir: Path | None = No
     return out_dir
 
 
-def _check_sample(competition: "Competition", folder: Path, out_dir: Path, n_train: int, n_test: int) -> None:
+def _check_sample(competition, folder: Path, out_dir: Path, n_train: int, n_test: int) -> None:
     """A sample is a data folder only if the competition's `items` finds the chosen items there."""
     why = None
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 import kaggletools.competition.registry as registry
-from kaggletools.competition import inferred
+import kaggletools.competition.inferred as inferred
 from kaggletools.errors import CompetitionError, RunError
 from kaggletools.runs.folder import Run, runs_under
 

@@ -24,7 +24,7 @@ from kaggletools.data.items import test_items
 from kaggletools.runs import folder as runs
 from kaggletools.score import validation
 from kaggletools.errors import RunError
-from kaggletools.competition import inferred
+import kaggletools.competition.inferred as inferred
 
 
 def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir: Path | None = None,

@@ -18,7 +18,7 @@ from kaggletools.errors import CompetitionError
 from kaggletools.fit.assemble import Experiment, normalization
 from kaggletools.data.loaders import augment
 from kaggletools.options import Recipe, RunOptions
-from kaggletools.competition import inferred
+import kaggletools.competition.inferred as inferred
 
 
 def check(comp: Competition, data_dir: Path, recipe: Recipe, options: RunOptions) -> dict:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import kaggletools.competition.registry as registry
 from kaggletools import progress
-from kaggletools.competition import infer, inferred, module_writer
+import kaggletools.competition.infer as infer
+import kaggletools.competition.inferred as inferred
+import kaggletools.competition.module_writer as module_writer
 from kaggletools.competition.interface import Competition
 from kaggletools.errors import CompetitionError, OptionError
 from kaggletools.options import Inference

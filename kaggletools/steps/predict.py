@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kaggletools.data import cache
-from kaggletools.competition import inferred
+import kaggletools.competition.inferred as inferred
 from kaggletools.data import items as data
 from kaggletools.model import device as devices
 from kaggletools.model import network as models

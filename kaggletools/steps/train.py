@@ -14,7 +14,7 @@ from kaggletools.model import device as devices
 from kaggletools.runs import folder as runs
 from kaggletools.score import validation
 from kaggletools.competition.interface import Competition
-from kaggletools.competition import inferred
+import kaggletools.competition.inferred as inferred
 from kaggletools.model.dist import Dist
 from kaggletools.errors import OptionError, RunError
 from kaggletools.fit.assemble import Experiment
@@ -97,14 +97,14 @@ def train(competition: Competition, data_dir: Path, recipe: Recipe, options: Run
     resumed = runs.Run.open(resume, finished=False) if resume else None
     lock = resumed.lock() if resumed is not None and dist.main else None  # one process trains in a folder
     try:
-        return _train(competition, data_dir, recipe, options, dist, given_post, resumed, folder, lock)
+        return _train(competition, data_dir, recipe, options, dist, given_post, resumed, folder)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _train(competition: Competition, data_dir: Path, recipe: Recipe, options: RunOptions, dist: Dist,
-           given_post: dict | None, resumed: runs.Run | None, folder: Path | None, lock) -> runs.Run | None:
+           given_post: dict | None, resumed: runs.Run | None, folder: Path | None) -> runs.Run | None:
     dev = dist.device(devices.pick(options.device))
     resume = resumed.path if resumed is not None else None
     if resumed is not None and dist.main:
@@ -133,8 +133,7 @@ def _train(competition: Competition, data_dir: Path, recipe: Recipe, options: Ru
             run = runs.Run.create(Path(folder).parent, Path(folder).name, exact=True)
         else:
             run = runs.Run.create(_runs_root(competition, options), _name(recipe, options))
-        if lock is None:
-            lock = run.lock()
+    lock = run.lock() if run is not None and resumed is None else None  # a new run's (train() holds a resumed one's)
     start = time.perf_counter()
     try:
         if run is not None:
@@ -163,7 +162,7 @@ def _train(competition: Competition, data_dir: Path, recipe: Recipe, options: Ru
             run.mark_failed(e)
         raise
     finally:
-        if resumed is None and lock is not None:
+        if lock is not None:
             lock.release()
     return run
 

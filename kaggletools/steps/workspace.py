@@ -34,3 +34,19 @@ def data_folder(competition, data_dir: Path, work: Path | None = None, quiet: bo
         with progress.silenced(quiet):
             competition.prepare(folder)
     return folder
+
+
+def prepare(competition, data_dir: Path, add: list[Path] | None = None, quiet: bool = False,
+            work: Path | None = None) -> Path:
+    """Unpack what was downloaded into `data_dir` (or, read-only, its mirror under `work`), after
+    bringing in `add` (archives or folders obtained elsewhere); returns the folder to use."""
+    from kaggletools.io import files as file_tools
+
+    data_dir = writable_folder(Path(data_dir), work)
+    if add:
+        file_tools.bring(add, data_dir)
+    if not data_dir.is_dir():
+        raise CompetitionError(f"{data_dir}: no such folder; run `download` first or give --data")
+    with progress.silenced(quiet):
+        competition.prepare(data_dir)
+    return data_dir
