@@ -217,6 +217,22 @@ def test_a_run_file_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_p
     assert not list(run.path.iterdir())
 
 
+def test_interpret_on_a_full_disk_is_one_line_naming_the_file(finished, tmp_path, monkeypatch, capsys):
+    folder = _copy(finished, tmp_path / "run")
+    write_text = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if "report.html" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert cli(["interpret", str(folder)]) == 1
+    line = _one_line(capsys)
+    assert f"{folder / 'report.html'} could not be written (the disk is full)" in line
+    assert not _leftovers(folder) and runs.Run(folder).status() == "finished"
+
+
 def test_the_decode_cache_checks_its_room_before_mapping(dogs_dir, tmp_path, monkeypatch):
     from kaggletools.competition import registry
     from kaggletools.data import cache

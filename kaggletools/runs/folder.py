@@ -147,6 +147,9 @@ class Run:
                 partial.unlink(missing_ok=True)
         return target
 
+    def save_text(self, name: str, text: str) -> Path:
+        return self._atomic(name, lambda p: p.write_text(text, encoding="utf-8"))
+
     def save_json(self, name: str, obj) -> Path:
         text = json.dumps(obj, indent=2, default=_builtin)
         path = self._atomic(name, lambda p: p.write_text(text))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -237,12 +236,4 @@ def render(run: runs.Run, comp) -> str:
 
 def write(run: runs.Run, comp) -> Path:
     """Write report.html into the run folder (atomically); returns its path."""
-    text = render(run, comp)
-    path = run.file(REPORT)
-    partial = path.with_name(f".{REPORT}.partial-{os.getpid()}")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return run.save_text(REPORT, render(run, comp))  # a full disk: one line naming report.html
