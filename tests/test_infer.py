@@ -17,7 +17,7 @@ import pytest
 
 from kaggletools import api
 from kaggletools.cli import app
-from kaggletools.competition import fixtures, infer, inferred
+from kaggletools.competition import fixtures, infer, inferred, module_writer
 from kaggletools.errors import CompetitionError, OptionError
 from kaggletools.options import Inference
 
@@ -498,6 +498,7 @@ def test_group_by_a_column_of_the_label_file_itself(tmp_path):
     assert (spec.task, spec.label_column, spec.train, spec.test) == ("binary", "target", "jpeg/train", "jpeg/test")
     assert (spec.group_file, spec.group_column) == ("train.csv", "patient_id")
     assert inferred.build(spec).items(folder, "train")["patient_id"].nunique() == 5
+    assert module_writer._files(spec) == ["jpeg.zip", "train.csv", "sample_submission.csv"]   # train.csv once
 
 
 @pytest.mark.parametrize("edit", [{"format": "bogus"}, {"task": 3}, {"classes": [1, 2]}, {"slug": None, "layout": None}])

@@ -67,7 +67,8 @@ def _where(spec: Spec) -> str:
 
 def _files(spec: Spec) -> list[str]:
     tops = list(dict.fromkeys(f"{p.split('/')[0]}.zip" for p in (spec.train, spec.test) if p))
-    return tops + [f for f in (spec.labels, spec.group_file, spec.sample) if f and f not in tops]
+    rest = (f for f in (spec.labels, spec.group_file, spec.sample) if f and f not in tops)
+    return tops + list(dict.fromkeys(rest))      # the group file may be the label file itself
 
 
 def _tuple(values) -> str:
