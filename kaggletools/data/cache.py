@@ -19,6 +19,7 @@ import pandas as pd
 from kaggletools import progress as bars
 from kaggletools.io import images
 from kaggletools.io.places import cache_root  # noqa: F401 (cache.cache_root: where the cache lives)
+from kaggletools.io import files
 
 CACHE_VERSION = 2
 
@@ -171,20 +172,10 @@ def remove_leftovers(root: Path) -> list[Path]:
     removed = []
     for partial in Path(root).glob("*.partial-*.npy"):
         pid = partial.name.rsplit(".partial-", 1)[-1].split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not files.alive(int(pid)):
             partial.unlink(missing_ok=True)
             removed.append(partial)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def decoder_device(competition, device=None, decoder: str = "auto"):

@@ -67,3 +67,17 @@ def _same(source: Path, target: Path) -> bool:
         s, t = source.stat(), target.stat()
         return s.st_size == t.st_size and int(s.st_mtime) == int(t.st_mtime)  # an earlier copy (copy2)
     return False
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (ours, or another user's), so that its leftovers (partial
+    files named after it) are not ours to remove; a pid that is no process id counts as gone."""
+    if pid <= 0 or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or never a process id
+        return False
+    except OSError:  # PermissionError: someone else's process
+        return True
+    return True

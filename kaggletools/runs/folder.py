@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from kaggletools.errors import OptionError, RunError
+from kaggletools.io import files
 
 WEIGHTS = "model.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -220,7 +221,7 @@ class Run:
         removed = []
         for path in self.path.glob(".*.partial-*"):
             pid = path.name.rsplit(".partial-", 1)[1]
-            if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)) and path.is_file():
+            if pid.isdigit() and int(pid) != os.getpid() and not files.alive(int(pid)) and path.is_file():
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return removed
@@ -259,17 +260,6 @@ class Run:
         if not isinstance(state.get("state_dict"), dict) or not isinstance(state.get("meta"), dict):
             raise RunError(f"{self.path / WEIGHTS} lacks its state_dict or meta; train again")
         return state
-
-
-def alive(pid: int) -> bool:
-    """Whether a process `pid` runs (one of another user's counts as running)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Lock:

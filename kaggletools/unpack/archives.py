@@ -28,6 +28,7 @@ from pathlib import Path
 
 from kaggletools.unpack.budget import ENV, ArchiveBudgetError, ArchiveError, Tally, UnpackBudget, UnsafeArchiveError
 from kaggletools.unpack.writer import FIXES, MALICIOUS, Writer, unpack_7z, unpack_tar, unpack_zip
+from kaggletools.io import files
 
 __all__ = ["extract", "extract_all", "stem", "is_archive", "ArchiveError", "UnsafeArchiveError",
            "ArchiveBudgetError", "UnpackBudget", "MARKER", "RECORD", "SUFFIXES", "MAX_DEPTH", "ENV"]
@@ -175,18 +176,6 @@ def _temp_beside(path: Path) -> Path:
     return tmp
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0 or pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # gone, or never a process id
-        return False
-    except OSError:  # PermissionError: someone else's process
-        return True
-    return True
-
-
 def _remove_leftovers(folder: Path, bases: set[str]) -> None:
     """Remove what a killed extraction left in `folder`: `<base>.partial-<pid>-<random>` (and
     `.old-`) of one of `bases` (names it unpacks into), made by `_sibling`, whose process is gone.
@@ -197,7 +186,7 @@ def _remove_leftovers(folder: Path, bases: set[str]) -> None:
         return
     for name in names:
         m = _LEFTOVER.fullmatch(name)
-        if m and m.group(1) in bases and not _alive(int(m.group(2))):
+        if m and m.group(1) in bases and not files.alive(int(m.group(2))):
             path = folder / name
             shutil.rmtree(path, ignore_errors=True) if _mode(path, stat.S_ISDIR) else path.unlink(missing_ok=True)
 
