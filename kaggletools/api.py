@@ -229,10 +229,12 @@ def compare_runs(name: str | None = None, runs_dir: Path = Path("runs"), out: Pa
 
 def validate(name: str | Competition, csv: Path, data_dir: Path | None = None) -> None:
     """Check a submission file as Kaggle would: against the test items of `data_dir` (or its sample
-    submission) when given, else against the competition's format."""
+    submission) when given, else against the competition's format. A slug no module registers is
+    inferred from `data_dir`, as `check` infers it."""
+    from kaggletools.steps import infer
     from kaggletools.steps import predict as inference
 
-    inference.validate_file(registry.get(name), csv, data_dir)
+    inference.validate_file(infer.competition(name, data_dir, show=False), csv, data_dir)
 
 
 def run(name: str, data_dir: Path | None = None, *, download_data: bool = False, add: list[Path] | None = None,

@@ -457,6 +457,16 @@ def test_the_settling_flags_settle(tmp_path):
     assert infer.infer("b", binary, Inference(task="multiclass")).classes == ("0", "1")
 
 
+def test_validate_infers_a_slug_without_a_module_from_its_data_folder(tmp_path, capsys):
+    folder = binary_csv(tmp_path / "d")
+    sample = pd.read_csv(folder / "sample_submission.csv")
+    sample.to_csv(tmp_path / "good.csv", index=False)
+    sample.iloc[1:].to_csv(tmp_path / "short.csv", index=False)
+    assert app.main(["validate", "rings", str(tmp_path / "good.csv"), "--data", str(folder)]) == 0
+    assert app.main(["validate", "rings", str(tmp_path / "short.csv"), "--data", str(folder)]) == 1
+    assert "short.csv" in capsys.readouterr().err
+
+
 def test_sample_of_an_inferred_competition_is_a_data_folder_inferred_alike(tmp_path):
     folder = drivers(tmp_path / "d")
     out = api.sample("drivers", folder, n_train=24, n_test=6)
