@@ -317,6 +317,9 @@ def test_train_and_test_images_in_one_folder_with_a_test_list_beside(tmp_path):
     assert (spec.labels, spec.train, spec.test, spec.shared) == ("train.csv", "images", "images", True)
     comp = inferred.build(spec)
     assert len(comp.items(folder, "train")) == 36 and len(comp.items(folder, "test")) == 12
+    out = api.sample("pathology-like", folder, n_train=12, n_test=4)  # test.csv keeps the chosen test ids
+    assert sorted(pd.read_csv(out / "test.csv")["image_id"]) == sorted(pd.read_csv(out / "sample_submission.csv")["image_id"])
+    assert len(pd.read_csv(out / "test.csv")) == 4
 
 
 MIRRORED = ("layout", "task", "format", "train", "test", "labels", "id_column", "label_column", "submission_id",

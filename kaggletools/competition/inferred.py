@@ -103,12 +103,13 @@ class Inferred:
         return path if path is not None and path.is_file() else None
 
     def sample_files(self, data_dir: Path, out_dir: Path, train: pd.DataFrame, test: pd.DataFrame) -> None:
-        """The default, and the other CSVs naming the training images (a driver list) cut to the
-        chosen ones."""
+        """The default, and the other CSVs naming the images (a driver list; a test.csv when train and
+        test images share a folder) cut to the chosen ones."""
         from kaggletools.io import files
 
         super().sample_files(data_dir, out_dir, train, test)
-        ids = set(train["id"].astype(str)) | {Path(i).stem for i in train["id"].astype(str)}
+        chosen = [str(i) for i in list(train["id"]) + list(test["id"])]
+        ids = set(chosen) | {Path(i).stem for i in chosen}
         for name, column in self.spec.companions:
             (Path(out_dir) / name).parent.mkdir(parents=True, exist_ok=True)
             files.write_filtered_csv(Path(data_dir) / name, Path(out_dir) / name, column, ids)
