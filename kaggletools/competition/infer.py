@@ -18,6 +18,7 @@ from kaggletools.options import Inference
 
 DEPTH = 3                         # how deep folders are searched (imgs/train/c0)
 SKIP = ("__MACOSX",)
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # reaches folder names, generated code, Kaggle ids
 
 
 def infer(slug: str, data_dir: Path, given: Inference = Inference(), group_by: str = "",
@@ -26,6 +27,9 @@ def infer(slug: str, data_dir: Path, given: Inference = Inference(), group_by: s
     without test images (the verbs that predict)."""
     from kaggletools.unpack import archives
 
+    if not SLUG.match(str(slug)):
+        raise CompetitionError(f"{str(slug)[:60]!r} is not a competition slug (letters, digits, '-', '_', '.', as "
+                               "in kaggle.com/competitions/<slug>); choose one like my-competition")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise CompetitionError(f"{data_dir}: no such folder; give --data the folder of the competition's download")
@@ -177,7 +181,7 @@ def _labels(data_dir, train, by_folder, given, sample, header, group_by) -> dict
     if given.label_column:
         if given.label_column not in rest:
             raise CompetitionError(f"{path}: --label-column {given.label_column} is not a column; columns: "
-                                   f"{', '.join(df.columns)}")
+                                   f"{_shown(df.columns, ', ')}")
         rest = [given.label_column]
     values = {c: df[c].astype(str).str.strip() for c in rest}
     binary = [c for c in rest if values[c].isin(["0", "1", "0.0", "1.0"]).all()]
@@ -188,7 +192,7 @@ def _labels(data_dir, train, by_folder, given, sample, header, group_by) -> dict
     if len(rest) > 1:
         hint = header[1] if len(header) == 2 and header[1] in rest else ""
         if not hint:
-            raise CompetitionError(f"{path}: which column holds the labels, {' or '.join(rest)}? give "
+            raise CompetitionError(f"{path}: which column holds the labels, {_shown(rest, ' or ')}? give "
                                    "--label-column COLUMN")
         rest = [hint]
     if not rest:
@@ -206,6 +210,12 @@ def _labels(data_dir, train, by_folder, given, sample, header, group_by) -> dict
         return {**found, "layout": "tags", "task": task, "classes": _ordered(tuple(tags), given, path)}
     classes = tuple(sorted(set(values[column]) - {""}, key=layouts._natural))
     return {**found, "layout": "csv", "task": task, "classes": _ordered(classes, given, path)}
+
+
+def _shown(names, sep: str, most: int = 8) -> str:
+    """Column names for a message: the first `most` (a file of thousands of columns stays one line)."""
+    names = [repr(n)[1:-1] for n in names]
+    return sep.join(names[:most]) + (f" ... ({len(names)} columns)" if len(names) > most else "")
 
 
 def _image_names(folder: Path) -> set[str]:

@@ -19,11 +19,11 @@ def source(spec: Spec) -> str:
     catalog_base = ["ByMetric"] if metric is not None else []
     base = ("BinaryProbability" if metric is not None and spec.format == "binary" and metric.name != "log_loss"
             else BASES[spec.format].__name__)
-    lines = [f'"""{spec.slug}: written by `kaggletools new` from its data folder; edit freely.',
-             "",
-             f"Training images: {_where(spec)}; a {spec.task} task scored by {spec.metric_name};",
-             f"the submission holds {FORMATS[spec.format]} "
-             f'({spec.sample or "no sample submission was found: the format is a guess"})."""',
+    doc = (f"{spec.slug}: written by `kaggletools new` from its data folder; edit freely.\n\n"
+           f"Training images: {_where(spec)}; a {spec.task} task scored by {spec.metric_name};\n"
+           f"the submission holds {FORMATS[spec.format]} "
+           f'({spec.sample or "no sample submission was found: the format is a guess"}).')
+    lines = [f'"""{_doc(doc)}"""',
              "from __future__ import annotations", "", "from pathlib import Path", "", "import numpy as np",
              "import pandas as pd", "",
              "from kaggletools.competition import Recipe, " + ("files, " if _sample_files(spec) else "")
@@ -49,6 +49,13 @@ def source(spec: Spec) -> str:
               '    demo = {"size": 64}', ""]
     lines += _metric(spec) + _items(spec) + _sample_method(spec) + _sample_files(spec) + _fixture(spec)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _doc(text: str) -> str:
+    """`text` (file names and a slug from outside) safe inside a triple-quoted docstring: no
+    quote can close it, no backslash starts an escape, no control character but newlines."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _catalog(spec: Spec):
@@ -161,13 +168,14 @@ def _fixture(spec: Spec) -> list[str]:
     lines += [f"        names = {names}",
               f"        suffix = {spec.suffix!r}",
               "        train, test = list(range(n_train)), list(range(n_train, n_train + n_test))"]
+    train_folder = repr(spec.train + "/")  # folder names from outside: literals, never code or f-string
     if spec.layout == "folders":
-        entries = f"f\"{spec.train}/{{CLASSES[labels[j]]}}/{{ids[j]}}{{suffix}}\""
+        entries = train_folder + " + f\"{CLASSES[labels[j]]}/{ids[j]}{suffix}\""
     else:
-        entries = f"f\"{spec.train}/{{ids[j]}}{{suffix}}\""
-    test_folder = spec.test or "test"
+        entries = train_folder + " + f\"{ids[j]}{suffix}\""
+    test_folder = repr((spec.test or "test") + "/")
     lines += [f"        packed = {{{entries}: image[ids[j]] for j in train}}",
-              f"        packed.update({{f\"{test_folder}/{{ids[j]}}{{suffix}}\": image[ids[j]] for j in test}})",
+              f"        packed.update({{{test_folder} + f\"{{ids[j]}}{{suffix}}\": image[ids[j]] for j in test}})",
               "        folder = Path(folder)",
               "        for top in sorted({name.split(\"/\")[0] for name in packed}):",
               "            fixtures.write_zip(folder / f\"{top}.zip\", {n: b for n, b in packed.items() "

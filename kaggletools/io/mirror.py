@@ -31,6 +31,8 @@ def mirror(source: Path, work: Path) -> Path:
                                "choose a writable one with --work DIR (or $KAGGLETOOLS_WORK)", e.filename) from None
     for entry in source.iterdir():
         link = target / entry.name
+        if entry.name == NOTE:  # the mirror's own note, never the source's
+            continue
         if not link.exists() and not link.is_symlink():
             try:
                 os.symlink(entry, link, target_is_directory=entry.is_dir())
@@ -40,7 +42,7 @@ def mirror(source: Path, work: Path) -> Path:
         if link.is_symlink() and not link.exists() and str(os.readlink(link)).startswith(str(source) + os.sep):
             link.unlink()
     note = target / NOTE
-    if not note.is_file():
+    if not note.is_file() or note.is_symlink():
         tmp = note.with_name(note.name + f".tmp-{os.getpid()}")
         tmp.write_text(json.dumps({"mirror_of": str(source)}, indent=2) + "\n")
         os.replace(tmp, note)

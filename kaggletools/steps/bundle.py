@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from kaggletools import progress
 from kaggletools.errors import RunError
+from kaggletools.options import TTA_LEVELS
 from kaggletools.runs import folder as runs
 from kaggletools.steps import notebook, wheels
 
 SKIPPED = {runs.CHECKPOINT, runs.BEST, runs.LOCK}  # what predict does not read
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")    # a Kaggle slug: what reaches code, metadata and globs
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+VERSION = re.compile(r"[0-9][0-9A-Za-z.+!_-]*\Z")      # a version pip can pin
 
 
 def _owner() -> str:
@@ -42,8 +47,8 @@ def _backbone_file(config: dict) -> Path | None:
     name, weights = info.get("weights_file"), info.get("weights")
     if not name or not weights:
         return None
-    if Path(name).is_absolute() and Path(name).is_file():
-        return Path(name)
+    if Path(name).is_absolute() and Path(name).is_file() and Path(name).suffix in WEIGHT_SUFFIXES:
+        return Path(name)  # a checkpoint file, not whatever a hand-edited config.json names
     import torch
 
     hub = Path(torch.hub.get_dir()) / "checkpoints" / Path(name).name
@@ -68,20 +73,21 @@ def bundle(run_dir: Path, folder: Path, *, dataset: str | None = None, kernel: s
     run = runs.Run.open(Path(run_dir))
     config = run.load_json("config.json")
     recorded = run.load_json("versions.json") if run.file("versions.json").is_file() else {}
-    slug = config["competition"]
+    slug, tta, version = _checked(run, config, recorded)
     folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise RunError(f"{folder} already exists; choose another folder or pass --overwrite")
+    _check_target(folder, run.path, overwrite)
     owner = _owner()
-    dataset = dataset or f"{owner}/{slug[:40]}-bundle"
-    kernel = kernel or f"{owner}/{slug[:40]}-inference"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    dataset = _ident(dataset or f"{owner}/{slug[:40]}-bundle", "--dataset")
+    kernel = _ident(kernel or f"{owner}/{slug[:40]}-inference", "--kernel")
     try:
-        shutil.copytree(run.path, tmp / "run" / run.path.name, ignore=lambda d, names: [n for n in names
-                                                                                       if n in SKIPPED])
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as e:
+        raise RunError(f"{folder.parent}: cannot write the bundle there ({e.strerror or e}); choose a writable "
+                       "folder with -p DIR") from None
+    try:
+        shutil.copytree(run.path, tmp / "run" / run.path.name, ignore=_ignored)
         pinned = wheels.pins(recorded, with_torch) if with_wheels else {}
-        version = recorded.get("kaggletools") or _installed("kaggletools")
         if with_wheels:
             progress.write(f"bundle: fetching {len(pinned) + 1} wheels", not quiet)
             wheels.fetch(pinned, tmp / "wheels", quiet=True)
@@ -94,7 +100,6 @@ def bundle(run_dir: Path, folder: Path, *, dataset: str | None = None, kernel: s
         if weights is not None:
             (tmp / "weights").mkdir()
             shutil.copy2(weights, tmp / "weights" / weights.name)
-        tta = (config.get("recipe") or {}).get("tta") or "none"
         notebook.write(tmp / "notebook", competition=slug, run=run.path.name, tta=tta, version=version,
                        kernel=kernel, dataset=dataset)
         _json(tmp / "dataset-metadata.json", {"id": dataset, "title": dataset.split("/", 1)[1][:50],
@@ -106,10 +111,67 @@ def bundle(run_dir: Path, folder: Path, *, dataset: str | None = None, kernel: s
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise RunError(f"{folder}: cannot write the bundle ({e.strerror or e}: {e.filename or ''}); choose a "
+                           "writable folder with room, with -p DIR") from None
         raise
     return folder
+
+
+def _checked(run: runs.Run, config: dict, recorded: dict) -> tuple[str, str, str]:
+    """The competition, TTA and kaggletools version that reach the notebook's code and the
+    metadata, checked: a hand-edited config.json or versions.json is refused naming the field."""
+    slug = config.get("competition")
+    if not isinstance(slug, str) or not SLUG.match(slug):
+        raise RunError(f"{run.file('config.json')}: competition {slug!r} is not a Kaggle slug (letters, digits, "
+                       "'-', '_', '.'); the run folder was edited: train again")
+    recipe = config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
+    tta = recipe.get("tta") or "none"
+    if tta not in TTA_LEVELS:
+        raise RunError(f"{run.file('config.json')}: recipe.tta {str(tta)[:60]!r} is not one of "
+                       f"{', '.join(TTA_LEVELS)}; the run folder was edited: train again")
+    version = recorded.get("kaggletools") or _installed("kaggletools")
+    if not isinstance(version, str) or not VERSION.match(version):
+        raise RunError(f"{run.file('versions.json')}: kaggletools {str(version)[:60]!r} is not a version; the run "
+                       "folder was edited: remove the field or train again")
+    return slug, tta, version
+
+
+def _check_target(folder: Path, run: Path, overwrite: bool) -> None:
+    """The bundle folder: new, or (with --overwrite) an earlier bundle; never a file, and never in,
+    at or above the run folder."""
+    here, source = folder.resolve(), run.resolve()
+    if here == source or source in here.parents or here in source.parents:
+        raise RunError(f"{folder}: a bundle cannot be written in, at or around its run folder {run}; choose "
+                       "another -p DIR")
+    if folder.is_symlink() or folder.exists() and not folder.is_dir():
+        raise RunError(f"{folder} is a file, not a bundle folder; choose another -p DIR")
+    if folder.exists() and not overwrite:
+        raise RunError(f"{folder} already exists; choose another folder or pass --overwrite")
+    if folder.exists() and any(folder.iterdir()) and not (folder / notebook.MARKER).is_file():
+        raise RunError(f"{folder} is not a bundle (no {notebook.MARKER}): --overwrite replaces bundles only; "
+                       "choose another -p DIR")
+
+
+def _ident(ident: str, flag: str) -> str:
+    """A Kaggle dataset or notebook id, OWNER/SLUG."""
+    parts = str(ident).split("/")
+    if len(parts) != 2 or not all(SLUG.match(p) for p in parts):
+        raise RunError(f"{flag} {ident!r}: not OWNER/SLUG (letters, digits, '-', '_', '.'); give one like "
+                       "alice/my-bundle")
+    return ident
+
+
+def _ignored(folder: str, names: list[str]) -> list[str]:
+    """What the copy of the run leaves out; a link in the run folder is refused (its target, maybe
+    a credentials file, would be uploaded with the bundle)."""
+    for name in names:
+        if os.path.islink(os.path.join(folder, name)):
+            raise RunError(f"{os.path.join(folder, name)} is a link; a bundle carries the run's own files only: "
+                           "replace it with the file or remove it")
+    return [n for n in names if n in SKIPPED]
 
 
 def _installed(name: str) -> str:
