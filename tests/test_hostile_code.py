@@ -525,3 +525,40 @@ def test_a_sample_submission_with_hostile_column_names_reaches_the_module_as_tex
     comp = _run_module(out, monkeypatch, tmp_path / "fixture")
     assert comp.id_column == 'i"d\\'
     assert pd.read_csv(tmp_path / "fixture" / "sample_submission.csv").columns.tolist() == ['i"d\\', *names]
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_a_planted_unpack_record_in_a_read_only_folder_changes_nothing_there(tmp_path, read_only):
+    from kaggletools.unpack import archives
+
+    class Unpacks:
+        def prepare(self, folder):
+            archives.extract_all(folder, progress=False)
+
+    src = read_only(_ro_folder(tmp_path))
+    fixtures.write_zip(src / "train.zip", {"train/a.jpg": b"from the archive"})
+    (src / "train").mkdir()
+    (src / "train" / "mine.jpg").write_bytes(b"the source's own")
+    (src / archives.RECORD).write_text(json.dumps({"train.zip": {"sig": {}, "outputs": ["train", "../../x"],
+                                                                 "kept": []}, "junk": [1]}))
+    before = _tree(src)
+    folder = workspace.prepare(Unpacks(), src, quiet=True, work=tmp_path / "work")
+    assert _tree(src) == before
+    assert (folder / "train" / "a.jpg").read_bytes() == b"from the archive"
+    assert not (folder / archives.RECORD).is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input", "work"]
+
+
+def test_bundle_of_a_blend_folder_without_weights_is_refused_naming_model_pt(tmp_path):
+    blend = tmp_path / "blend"
+    blend.mkdir()
+    (blend / "config.json").write_text(json.dumps({"competition": REDUX, "blend": {"runs": []}}))
+    (blend / "report.json").write_text("{}")
+    with pytest.raises(RunError, match="model.pt"):
+        _bundle(blend, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    _no_leftovers(tmp_path)

@@ -71,6 +71,9 @@ def bundle(run_dir: Path, folder: Path, *, dataset: str | None = None, kernel: s
     """Write the bundle of the finished run `run_dir` into `folder` (atomically: a temporary sibling
     renamed into place); returns `folder`."""
     run = runs.Run.open(Path(run_dir))
+    if not run.file(runs.WEIGHTS).is_file() or run.file(runs.WEIGHTS).is_symlink():
+        raise RunError(f"{run.file(runs.WEIGHTS)}: no such file; a bundle carries a trained run's weights (a blend "
+                       "or cv folder holds none): bundle one of its runs")
     config = run.load_json("config.json")
     recorded = run.load_json("versions.json") if run.file("versions.json").is_file() else {}
     slug, tta, version = _checked(run, config, recorded)
