@@ -185,7 +185,7 @@ class MultiLabelTags(Competition):
         tuning half, on halves that keep each of `groups` whole)."""
         y, probs = np.asarray(y_true), np.asarray(probs)
         return {**multilabel.threshold_variants(y, probs, self.classes, self.rules, self.beta, score=self._own_score()),
-                "chosen": self.fit_post(y, probs, groups)}
+                "chosen": validation.fit_post(self, y, probs, groups)}
 
     def _own_score(self):
         """score_decisions when a subclass redefines it (F-beta has a faster search of its own)."""

@@ -233,7 +233,7 @@ def _label_file(data_dir, train, names, given, sample) -> tuple[Path, str]:
         candidates = {path: _id_columns(_read(path), names)}
     else:
         candidates = {p: c for p in _csvs(data_dir, sample)  # a test list (ids alone) labels nothing
-                      if len(_read(p).columns) > 1 and (c := _id_columns(_read(p), names))}
+                      if len((df := _read(p)).columns) > 1 and (c := _id_columns(df, names))}
         if len(candidates) > 1:
             shown = " and ".join(_rel(data_dir, p) for p in candidates)
             raise CompetitionError(f"{data_dir}: two candidate label files, {shown}, name the images of {train}/; "

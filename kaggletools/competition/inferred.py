@@ -176,11 +176,8 @@ def _catalog_metric(name: str, task: str):
     """The catalog's metric `name` (None for none), checked against the task."""
     if not name:
         return None
-    try:
-        from kaggletools.score import catalog
-    except ImportError:
-        raise CompetitionError("--metric needs kaggletools.score.catalog, which this installation lacks; leave "
-                               "--metric out for the format's default") from None
+    from kaggletools.score import catalog
+
     metric = catalog.get(name)
     if task not in metric.tasks:
         fit = [n for n in catalog.names() if task in catalog.get(n).tasks]

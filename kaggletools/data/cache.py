@@ -169,13 +169,7 @@ def _room_for(partial: Path, dtype, shape: tuple):
 
 def remove_leftovers(root: Path) -> list[Path]:
     """Delete partial caches left by processes that no longer run (a killed decode)."""
-    removed = []
-    for partial in Path(root).glob("*.partial-*.npy"):
-        pid = partial.name.rsplit(".partial-", 1)[-1].split(".")[0]
-        if pid.isdigit() and not files.alive(int(pid)):
-            partial.unlink(missing_ok=True)
-            removed.append(partial)
-    return removed
+    return files.remove_dead_partials(root, "*.partial-*.npy")
 
 
 def decoder_device(competition, device=None, decoder: str = "auto"):

@@ -81,3 +81,15 @@ def alive(pid: int) -> bool:
     except OSError:  # PermissionError: someone else's process
         return True
     return True
+
+
+def remove_dead_partials(folder: Path, pattern: str) -> list[Path]:
+    """Delete the files matching `pattern` in `folder` whose name carries `.partial-<pid>` of a
+    process that no longer runs (a killed write); never a running process's, nor anything else."""
+    removed = []
+    for path in Path(folder).glob(pattern):
+        pid = path.name.rsplit(".partial-", 1)[-1].split(".")[0]
+        if pid.isdigit() and not alive(int(pid)) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -246,9 +246,8 @@ def _oauth_path() -> Path:
     return _home() / ".kaggle" / "credentials.json"
 
 
-def setup_help(searched: list[Path] | None = None) -> str:
-    """The fix, in three short lines (README "Kaggle credentials" has the rest). `searched` is
-    kept for callers; the places looked in are the documented ones."""
+def setup_help() -> str:
+    """The fix, in three short lines (README "Kaggle credentials" has the rest)."""
     json_path = config_paths()[0]
     return "\n".join([f"Create a token at {SETTINGS_URL} (API) and export KAGGLE_API_TOKEN=<token>,",
                       f"or save kaggle.json as {json_path} (then chmod 600 it),",
@@ -337,8 +336,7 @@ def find_credentials() -> Credentials:
         return Credentials("the KAGGLE_USERNAME and KAGGLE_KEY environment variables", "key",
                            username=user, secret=_Secret(key))
 
-    searched = config_paths()
-    for path in searched:
+    for path in config_paths():
         if path.is_file():
             check_permissions(path)
             username, key = _read_kaggle_json(path)
@@ -360,7 +358,7 @@ def find_credentials() -> Credentials:
         have, lack = ("KAGGLE_USERNAME", "KAGGLE_KEY") if user else ("KAGGLE_KEY", "KAGGLE_USERNAME")
         partial = f" ({have} is set but {lack} is not: set both, or neither)"
     raise KaggleCredentialsError(f"No Kaggle API credentials found{partial}.\n"
-                                 + setup_help(searched + _access_token_paths()[:1]))
+                                 + setup_help())
 
 
 def _names_a_folder(value: str) -> bool:

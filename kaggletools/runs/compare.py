@@ -117,13 +117,7 @@ def write(root: Path, out: Path, competition: str | None = None) -> Path:
     text = render(root, competition)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return out
+    return Run(out.parent).save_text(out.name, text)
 
 
 def _name(path: Path, root: Path, slug: str) -> str:

@@ -218,13 +218,7 @@ class Run:
     def remove_leftovers(self) -> list[Path]:
         """Our temporary files (`.<name>.partial-<pid>`) left by processes that no longer run (a
         SIGKILL while a checkpoint was written); never anything else."""
-        removed = []
-        for path in self.path.glob(".*.partial-*"):
-            pid = path.name.rsplit(".partial-", 1)[1]
-            if pid.isdigit() and int(pid) != os.getpid() and not files.alive(int(pid)) and path.is_file():
-                path.unlink(missing_ok=True)
-                removed.append(path)
-        return removed
+        return files.remove_dead_partials(self.path, ".*.partial-*")
 
     # -- tensors (torch imported here only) ------------------------------------------------------------
     def save_tensors(self, name: str, obj: dict) -> Path:

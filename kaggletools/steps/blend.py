@@ -20,7 +20,6 @@ import pandas as pd
 from kaggletools import progress
 from kaggletools.data import items as data
 from kaggletools.steps import predict as inference
-from kaggletools.data.items import test_items
 from kaggletools.runs import folder as runs
 from kaggletools.score import validation
 from kaggletools.errors import RunError
@@ -105,24 +104,18 @@ def _test_probabilities(saved, data_dir: Path, show: bool) -> tuple[list, list[n
         else:
             items, probs = inference.test_probabilities(s, data_dir, show=show)
             tables.append(inference.probability_table(s.competition, items["id"].astype(str), probs))
-    expected = None
+    expected = set(data.test_items(saved[0].competition, data_dir)["id"].astype(str))
     for s, t in zip(saved, tables):
         if t["id"].astype(str).duplicated().any():
             raise RunError(f"{s.run.file('test_predictions.csv')} lists a test id twice; the run folder was edited "
                            f"or damaged: predict again with `kaggletools predict {s.run.path}`")
-        if expected is None:  # the ids of a saved table against the data folder's test items
-            expected = set(test_items(saved[0].competition, data_dir)["id"].astype(str))
         got = set(t["id"].astype(str))
         if got != expected:
             odd = sorted(got - expected)[:3] or sorted(expected - got)[:3]
             raise RunError(f"{s.run.file('test_predictions.csv')} does not list the test items of {data_dir} "
                            f"({len(got - expected)} unknown, {len(expected - got)} missing, e.g. {odd}); predict "
                            f"again with `kaggletools predict {s.run.path}`")
-    ids = tables[0]["id"].astype(str)
-    for s, t in zip(saved[1:], tables[1:]):
-        if set(t["id"].astype(str)) != set(ids):
-            raise RunError(f"{s.run.path} predicted other test ids than {saved[0].run.path}; predict both on the "
-                           "same data folder (--data)")
+    ids = tables[0]["id"].astype(str)  # every table lists exactly the data folder's test items (above)
     comp = saved[0].competition
     out = []
     for s, t in zip(saved, tables):
