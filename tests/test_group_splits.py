@@ -2,7 +2,8 @@
 one side of every split, fold and honest half, for every task; split.csv records the groups and a
 resumed run gets them back; a missing column is one line naming the columns there are; modules
 written before groups (two-argument `post_variants`/`fit_post`) keep working. Also: the vendored
-iterative stratification gives iterstrat's results."""
+iterative stratification gives iterstrat's results; honest scores over several halvings (their
+mean and spread) and the honest score of fit_post itself ("submitted")."""
 from __future__ import annotations
 
 import argparse
@@ -130,7 +131,8 @@ def test_honest_halves_keep_groups_apart_and_old_two_argument_modules_still_work
         y = comp.targets(items)
         probs = 0.5 * y + 0.125
         scores = validation.cross_fitted(comp, y, probs, seed=0, groups=groups)
-        assert set(scores) == {"tuned"} and np.isfinite(scores["tuned"])
+        assert set(scores) == {"tuned", validation.SUBMITTED} and np.isfinite(scores["tuned"])
+        assert scores[validation.SUBMITTED] == scores["tuned"]  # the default variant is fit_post itself
         assert validation.fit_post(comp, y, probs, groups) == comp.fit_post(y, probs)
     one = np.full(len(items), "p0")
     assert validation.cross_fitted(GroupedFlowers(), y, probs, groups=one) == {}  # one group: no honest halves
@@ -200,3 +202,117 @@ def test_cross_validation_by_driver_keeps_drivers_apart_in_folds_and_in_the_blen
     assert all(not set(s.loc[s["is_valid"] == "False", "subject"]) & h for s, h in zip(splits, held))
     assert result["validation"] == "out-of-fold" and len(seen) == 1 and seen[0] is not None
     assert len(seen[0]) == 72 and set(seen[0]) == set().union(*held)
+
+
+# -- honest scores over several halvings, and the score of what is submitted ----------------------------
+def _noisy(n=120, seed=0):
+    """Flowers' targets with informative but noisy probabilities."""
+    y = Flowers().targets(_table(n))
+    logits = 2.0 * y + np.random.default_rng(seed).normal(0, 1.2, y.shape)
+    return y, np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+
+
+class Cut(Flowers):
+    """Accuracy of 'class a' decided by a threshold `t`: three fixed variants; fit_post as given."""
+    greater_is_better = True
+
+    def metric(self, y_true, probs, post=None) -> float:
+        return float(np.mean((probs[:, 0] > (post or {}).get("t", 0.5)) == (y_true[:, 0] > 0.5)))
+
+    def post_variants(self, y_true, probs, groups=None) -> dict:
+        return {f"t{t}": {"t": t} for t in (0.1, 0.3, 0.5)}
+
+
+class AlwaysLow(Cut):
+    def fit_post(self, y_true, probs) -> dict:
+        return {"t": 0.1}
+
+
+class BestInSample(Cut):
+    def fit_post(self, y_true, probs) -> dict:
+        return max(self.post_variants(y_true, probs).values(), key=lambda post: self.metric(y_true, probs, post))
+
+
+def test_honest_scores_are_the_mean_of_several_halvings_with_their_spread():
+    comp = Flowers()
+    y, probs = _noisy()
+    means, spread = validation.honest_scores(comp, y, probs, seed=3)
+    single = [validation.cross_fitted(comp, y, probs, seed=3 + i) for i in range(validation.REPEATS)]
+    assert validation.REPEATS > 1 and set(means) == set(spread) == {"tuned", validation.SUBMITTED}
+    for name in means:
+        values = [s[name] for s in single]
+        assert means[name] == pytest.approx(np.mean(values), abs=1e-12)
+        assert spread[name]["repeats"] == validation.REPEATS
+        assert spread[name]["sd"] == pytest.approx(np.std(values, ddof=1), abs=1e-12) and spread[name]["sd"] > 0
+        assert spread[name]["min"] == min(values) < max(values) == spread[name]["max"]
+    assert validation.honest_scores(comp, y[:6], probs[:6]) == ({}, {})  # too few items: nothing, no error
+
+
+def test_submitted_is_the_honest_score_of_fit_posts_own_choice_not_the_best_variant_afterwards():
+    y, probs = _noisy(seed=1)
+    means, _ = validation.honest_scores(AlwaysLow(), y, probs)
+    variants = {k: v for k, v in means.items() if k != validation.SUBMITTED}
+    assert set(variants) == {"t0.1", "t0.3", "t0.5"}
+    assert means[validation.SUBMITTED] == pytest.approx(means["t0.1"], abs=1e-12)  # it always picks t0.1
+    assert means[validation.SUBMITTED] < max(variants.values())  # ... which is not the best afterwards
+
+    comp = BestInSample()  # picks on its tuning half: the two halves may pick differently
+    in_a = validation.half(comp.task, y, comp.classes, 0)
+    parts = [(in_a, ~in_a), (~in_a, in_a)]
+    picks = [comp.fit_post(y[f], probs[f]) for f, _ in parts]
+    expected = sum(s.sum() * comp.metric(y[s], probs[s], post) for (_, s), post in zip(parts, picks)) / len(y)
+    scores = validation.cross_fitted(comp, y, probs, seed=0)
+    assert picks[0] != picks[1]  # the case this checks: each half chose another threshold
+    assert scores[validation.SUBMITTED] == pytest.approx(expected, abs=1e-12)
+    assert scores[validation.SUBMITTED] < max(v for k, v in scores.items() if k != validation.SUBMITTED)
+
+
+def test_every_halving_keeps_groups_apart_and_the_halvings_differ(monkeypatch):
+    items = _table()
+    groups = items["patient"].to_numpy()
+    comp = GroupedFlowers()
+    y, probs = _noisy()
+    seen = []
+    original = validation.half
+    monkeypatch.setattr(validation, "half", lambda task, yy, classes, seed, groups=None: seen.append(
+        (seed, original(task, yy, classes, seed, groups))) or seen[-1][1])
+    means, spread = validation.honest_scores(comp, y, probs, seed=7, groups=groups)
+    assert [seed for seed, _ in seen] == list(range(7, 7 + validation.REPEATS))
+    assert all(_one_side(groups, mask) for _, mask in seen)
+    assert len({mask.tobytes() for _, mask in seen}) > 1 and spread["tuned"]["repeats"] == validation.REPEATS
+
+
+def test_fit_post_runs_once_per_tuning_half_when_a_variant_holds_it():
+    calls = []
+
+    class Counted(Flowers):
+        def fit_post(self, y_true, probs) -> dict:
+            calls.append(len(y_true))
+            return {"floor": 0.01}
+
+    y, probs = _noisy()
+    scores = validation.cross_fitted(Counted(), y, probs, seed=0)  # default post_variants: {"tuned": fit_post}
+    assert len(calls) == 2 and scores["tuned"] == scores[validation.SUBMITTED]
+    assert validation.fit_post(Counted(), y, probs) == {"floor": 0.01} and len(calls) == 3  # no memo outside
+
+
+def test_the_summary_and_the_report_page_show_the_spread_and_say_what_submitted_is():
+    from kaggletools.runs import report as page
+
+    comp = Flowers()
+    spread = {"tuned": {"sd": 0.004, "min": 0.88, "max": 0.89, "repeats": 5},
+              validation.SUBMITTED: {"sd": 0.005, "min": 0.87, "max": 0.89, "repeats": 5}}
+    report = {"n_valid": 40, "tta": "flip", "plain": {"log_loss": 0.9, "error_rate": 0.2},
+              "with_tta": {"log_loss": 0.85, "error_rate": 0.18}, "post": {"floor": 0.01},
+              "with_post": {"plain": {"tuned": 0.9}, "tta": {"tuned": 0.8861, validation.SUBMITTED: 0.8801}},
+              "with_post_spread": {"plain": {"tuned": {"sd": 0.0, "min": 0.9, "max": 0.9, "repeats": 1}},
+                                   "tta": spread}}
+    line = validation.summary(comp, report)
+    assert "tuned 0.8861 ± 0.0040" in line and "submitted 0.8801 ± 0.0050" in line and "of 5 halvings" in line
+    assert "honest estimate of the test score" in line
+    html = page.scores_section(comp, report)
+    assert "0.8861 ± 0.0040 (5 halvings)" in html and "0.9000 ± 0.0000 (1 halving)" in html
+    assert "what the test set gets" in html
+    old = {k: v for k, v in report.items() if k != "with_post_spread"}  # a report written before spreads
+    assert "tuned 0.8861" in validation.summary(comp, old) and "±" not in validation.summary(comp, old)
+    assert "<td class=\"n\">0.8861</td>" in page.scores_section(comp, old)

@@ -49,12 +49,14 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
         ids, test = _test_probabilities(saved, data_dir, show)
         mean = np.tensordot(w, np.stack(test), 1)
     ids_valid, y, probs, how = _validation(saved, w)
-    post = comp.fit_post(y, probs) if len(y) else saved[0].meta.get("post", {})
+    groups = _groups(saved, ids_valid) if len(y) else None
+    post = validation.fit_post(comp, y, probs, groups) if len(y) else saved[0].meta.get("post", {})
     report = {"runs": [str(s.run.path) for s in saved], "weights": w.tolist(), "validation": how,
               "n_valid": int(len(y)), "post": post}
     if len(y):
         report["scores"] = {comp.metric_name: comp.metric(y, probs), "error_rate": comp.task.error_rate(y, probs)}
-        report["with_post"] = validation.cross_fitted(comp, y, probs, groups=_groups(saved, ids_valid))
+        report["with_post"], report["with_post_spread"] = validation.honest_scores(  # means; sd, min, max
+            comp, y, probs, groups=groups)
     made = folder is None or not Path(folder).exists()
     folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
     folder.mkdir(parents=True, exist_ok=True)  # only now: a refused blend leaves no folder
@@ -78,8 +80,10 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
         raise
     if show and len(y):
         progress.write(f"blend of {len(saved)} runs, {how} validation on {len(y)} items: {comp.metric_name} "
-                       f"{report['scores'][comp.metric_name]:.4f}; with post-processing (cross-fitted) "
-                       f"{report['with_post']}")
+                       f"{report['scores'][comp.metric_name]:.4f}; with post-processing (cross-fitted, mean ± sd "
+                       "over halvings; submitted: the honest estimate of the test score) " + ", ".join(
+                           f"{k} {validation.with_spread(v, report['with_post_spread'].get(k))}"
+                           for k, v in report["with_post"].items()))
     return {"folder": str(folder), **report}
 
 
