@@ -710,7 +710,8 @@ def job(a, work: Path) -> dict:
     valid = data.split(comp, items, a.valid_frac, a.seed).valid
     recipe = {"backbone": a.backbone, "size": a.size, "batch_size": a.batch_size, "freeze_epochs": a.freeze_epochs,
               "epochs": a.epochs, "lr": a.lr, "valid_frac": a.valid_frac, "seed": a.seed, "tta": "flip",
-              "min_scale": comp.recipe.min_scale, "pretrained": a.pretrained}
+              "min_scale": comp.recipe.min_scale, "pretrained": a.pretrained,
+              "keep_frozen": comp.recipe.keep_frozen if a.keep_frozen is None else a.keep_frozen}
     weights = str(models.pick_weights(a.backbone)) if a.pretrained else None
     from kaggletools.fit.tta import views
 
@@ -955,6 +956,9 @@ def parse(argv=None) -> argparse.Namespace:
                    help="kaggletools channels_last (default: kaggletools' default)")
     p.add_argument("--compile", action="store_true", help="kaggletools --compile")
     p.add_argument("--train-bn", action="store_true", help="kaggletools --train-bn")
+    p.add_argument("--keep-frozen", type=float, default=None,
+                   help="kaggletools --keep-frozen (default: the Dogs vs. Cats recipe's); fastai unfreezes all, "
+                        "as fine_tune does")
     p.add_argument("--variants", default="", metavar="A,B",
                    help=f"kaggletools: also fine-tune with each of these settings ({', '.join(VARIANTS)}), "
                         "a fresh model each; compile runs 2 epochs per phase (the first compiles)")

@@ -77,6 +77,8 @@ class Recipe(_Options):
     epochs: int = option(1, "epochs after unfreezing (fastai's fine_tune(epochs))")
     lr: float = option(2e-3, "base learning rate")
     lr_mult: float = option(100.0, "the body's first layers train lr_mult times slower than the head")
+    keep_frozen: float = option(0.0, "after unfreezing, the body's first layers (this fraction of its parameter "
+                                     "tensors) stay frozen: backward stops before them, faster and lighter")
     weight_decay: float = option(0.01, "AdamW weight decay")
     batch_size: int = option(64, "images per batch")
     valid_frac: float = option(0.2, "held-out fraction (0: train on every labelled item, see --post-from)")
@@ -112,6 +114,7 @@ class Recipe(_Options):
                               f"at least {self.size}")
         self._range("lr", 0, lo_open=True)
         self._range("lr_mult", 1)
+        self._range("keep_frozen", 0, 1, hi_open=True)
         self._range("weight_decay", 0)
         self._range("valid_frac", 0, 1)
         self._range("min_scale", 0, 1, lo_open=True, hi_open=False)

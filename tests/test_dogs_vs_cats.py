@@ -139,3 +139,26 @@ def test_real_images_from_shared(shared_data, tmp_path):
     assert run.load_json("report.json")["plain"]["error_rate"] <= 0.2
     csv = api.predict(run.path, out=tmp_path / "sub.csv", progress=False)
     assert len(pd.read_csv(csv)) == 10
+
+
+def test_keep_frozen_leaves_the_first_layers_as_pretrained_and_trains_the_rest(dogs_dir, tmp_path):
+    """--keep-frozen: the body's first layers (weights and batch-norm statistics) end the unfrozen
+    phase exactly as ImageNet left them; later layers and the head change."""
+    import torch
+
+    from kaggletools.model import network as models
+
+    run = api.train(REDUX, dogs_dir, runs_dir=tmp_path, progress=False, keep_frozen=0.3, **FAST)
+    trained = run.load_weights()["state_dict"]
+    assert run.load_json("config.json")["recipe"]["keep_frozen"] == 0.3
+    pretrained, _ = models.create("mobilenet_v2", 1, pretrained=True)
+    reference = pretrained.state_dict()
+    models.unfreeze(pretrained, 0.3)  # the same layers the run kept
+    named = [(f"body.{n}", p.requires_grad) for n, p in pretrained.body.named_parameters()]
+    kept = [n for n, trains in named if not trains]
+    kept_stats = [k.replace(".weight", ".running_mean") for k in kept
+                  if k.replace(".weight", ".running_mean") in reference]
+    assert kept_stats  # the kept layers hold batch-norm layers
+    assert all(torch.equal(trained[k], reference[k]) for k in kept + kept_stats)
+    later = [n for n, trains in named if trains]
+    assert sum(not torch.equal(trained[k], reference[k]) for k in later) > len(later) // 2

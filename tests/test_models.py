@@ -272,3 +272,27 @@ def test_freeze_leaves_only_the_head_trainable(name):
     assert all(p.requires_grad for p in net.head.parameters())
     models.unfreeze(net)
     assert all(p.requires_grad for p in net.parameters())
+
+
+@pytest.mark.parametrize("name", ["resnet10t", "mobilenetv3_small_050"])
+def test_keep_frozen_stops_backward_before_the_first_layers(name):
+    net, _ = models.create(name, 3, pretrained=False)
+    models.freeze(net)
+    kept_bn = models.unfreeze(net, keep_frozen=0.25)
+    params = list(net.body.parameters())
+    n_kept = sum(not p.requires_grad for p in params)
+    assert round(len(params) * 0.25) <= n_kept < round(len(params) * 0.25) + 3  # whole layers, in order
+    assert [p.requires_grad for p in params] == [False] * n_kept + [True] * (len(params) - n_kept)
+    for m in net.body.modules():  # no layer is split: its own parameters all train or all stay
+        assert len({p.requires_grad for p in m.parameters(recurse=False)}) <= 1
+    assert kept_bn and all(not any(p.requires_grad for p in m.parameters()) for m in kept_bn)
+    net.train()
+    for m in kept_bn:
+        m.eval()
+    before = [m.running_mean.clone() for m in kept_bn]
+    net(torch.randn(4, 3, 64, 64)).sum().backward()
+    assert all(p.grad is None for p in params[:n_kept])
+    assert all(p.grad is not None for p in params[n_kept:])
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, kept_bn))
+    assert all(p.requires_grad for p in net.head.parameters())
+    assert models.unfreeze(net) == [] and all(p.requires_grad for p in net.parameters())

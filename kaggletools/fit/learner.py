@@ -164,7 +164,7 @@ class Learner:
                      lambda opt, n: make(opt, n, epochs))
 
     def _unfrozen(self, epochs: int, lr: float) -> Phase:
-        models.unfreeze(self.model)
+        kept_bn = models.unfreeze(self.model, self.recipe.keep_frozen)
         net = self._wrap(self.model)
         if self.options.compile and self.dist.world > 1:
             net = torch.compile(net)  # DDP's own forward would bypass the compiled body
@@ -175,9 +175,14 @@ class Learner:
                     return net(x, e)
                 return self.model.classify(self.body(x).flatten(1).float(), e)
 
+        def modes():
+            self.model.train()
+            for m in kept_bn:  # frozen layers keep their statistics, as the frozen phase's body does
+                m.eval()
+
         make = self._schedule(0.3, 5.0)
         return Phase("unfrozen", epochs, models.param_groups(self.model, lr, self.recipe.lr_mult),
-                     self.image_batches, self._n_batches(), forward, self.model.train, self.evaluate,
+                     self.image_batches, self._n_batches(), forward, modes, self.evaluate,
                      lambda opt, n: make(opt, n, epochs))
 
     def _precomputed(self, epochs: int, lr: float) -> Phase:

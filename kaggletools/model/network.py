@@ -52,8 +52,22 @@ def freeze(model: Net) -> None:
     model.body.requires_grad_(False)
 
 
-def unfreeze(model: Net) -> None:
+def unfreeze(model: Net, keep_frozen: float = 0.0) -> list[nn.Module]:
+    """Train the body again, except its first layers holding `keep_frozen` of its parameter tensors
+    (network order, whole layers): autograd then records nothing before them, so backward stops
+    there. The early, high-resolution layers cost most of a backward pass and change least in
+    fine-tuning, so this is where a CPU saves time and memory. Returns the batch-norm layers kept
+    frozen (run them in eval mode, so that their statistics stay too)."""
     model.body.requires_grad_(True)
+    target = round(sum(1 for _ in model.body.parameters()) * keep_frozen)
+    kept, count = [], 0
+    for module in model.body.modules():
+        own = list(module.parameters(recurse=False))
+        if own and count < target:
+            kept.append(module)
+            count += len(own)
+            module.requires_grad_(False)
+    return [m for m in kept if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def param_groups(model: Net, lr: float, lr_mult: float) -> list[dict]:
