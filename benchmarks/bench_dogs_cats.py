@@ -632,8 +632,11 @@ def cpu_info() -> dict:
         if cores and sockets and cores.isdigit() and sockets.isdigit():
             info["physical_cores"] = int(cores) * int(sockets)
         info["bf16_flags"] = sorted(f for f in fields.get("Flags", "").split() if "bf16" in f)
+        info["avx512"] = "avx512f" in fields.get("Flags", "").split()
     except (OSError, subprocess.CalledProcessError):
         pass
+    # an instruction-set cap (e.g. ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2: a CPU without AVX-512)
+    info["isa_caps"] = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ}
     try:
         info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
@@ -900,7 +903,9 @@ def markdown(table: list[dict], meta: dict, runs: list[dict] = ()) -> str:
     head = [f"# Dogs vs. Cats: kaggletools vs fastai ({meta['date']})", "",
             f"- command: `{meta['command']}`",
             f"- hardware: {hw.get('cpu_model')} ({hw.get('physical_cores')} cores, {hw.get('logical_cpus')} logical), "
-            f"{hw.get('memory_gb')} GB" + gpu + f"; device {meta['device']}; torch {hw.get('torch')}",
+            f"{hw.get('memory_gb')} GB" + gpu + f"; device {meta['device']}; torch {hw.get('torch')}; "
+            f"AVX-512 {'yes' if hw.get('avx512') else 'no'}, bf16 flags {hw.get('bf16_flags') or 'none'}"
+            + (f"; instruction set capped by {hw['isa_caps']}" if hw.get("isa_caps") else ""),
             f"- job: {meta['job']}",
             *[f"- {fw}: versions {json.dumps(v['versions'])}; settings {json.dumps(v['settings'])}"
               for fw, v in meta["frameworks"].items()],

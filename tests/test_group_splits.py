@@ -316,3 +316,27 @@ def test_the_summary_and_the_report_page_show_the_spread_and_say_what_submitted_
     old = {k: v for k, v in report.items() if k != "with_post_spread"}  # a report written before spreads
     assert "tuned 0.8861" in validation.summary(comp, old) and "±" not in validation.summary(comp, old)
     assert "<td class=\"n\">0.8861</td>" in page.scores_section(comp, old)
+
+
+def test_the_sampling_spread_is_the_bootstrap_sd_of_the_validation_score_and_is_shown():
+    from kaggletools.runs import report as page
+
+    comp = Flowers()
+    y, probs = _noisy()
+    post = comp.fit_post(y, probs)
+    spread = validation.sampling_spread(comp, y, probs, post, seed=0, n=50)
+    rng = np.random.default_rng(0)
+    by_hand = []
+    for _ in range(50):
+        pick = rng.integers(0, len(y), len(y))
+        by_hand.append(comp.metric(y[pick], probs[pick], post))
+    assert spread == {"sd": pytest.approx(np.std(by_hand, ddof=1), abs=1e-12), "resamples": 50, "n_items": len(y)}
+    assert spread["sd"] > 0
+    fewer = validation.sampling_spread(comp, y[:10], probs[:10], post, seed=0, n=50)
+    assert fewer["sd"] > spread["sd"]  # fewer items: a wider spread
+    report = {"n_valid": len(y), "tta": "flip", "plain": {"log_loss": 0.9, "error_rate": 0.2},
+              "with_tta": {"log_loss": 0.85, "error_rate": 0.18}, "post": post,
+              "with_post": {"plain": {}, "tta": {"tuned": 0.8}}, "sampling": spread}
+    assert f"±{spread['sd']:.4f} (bootstrap of the {len(y)} items" in validation.summary(comp, report)
+    assert f"± {spread['sd']:.4f} (sd over 50 bootstrap resamples" in page.scores_section(comp, report)
+    assert validation.sampling_spread(comp, y[:1], probs[:1], post, n=1) == {}

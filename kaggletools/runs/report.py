@@ -108,6 +108,12 @@ def scores_section(comp, report: dict, metrics: pd.DataFrame | None = None) -> s
                    "what the test set gets; the best variant picked afterwards flatters.</p>")
         out.append(table([[v, *(_honest_cell(honest, spread, side, v) for side in ("plain", "tta"))]
                           for v in variants], ["variant", "plain", "with TTA"]))
+    sampling = report.get("sampling") or {}
+    if sampling.get("sd") is not None:
+        out.append(f"<p>Sampling spread of the validation score: ± {float(sampling['sd']):.4f} (sd over "
+                   f"{e(sampling.get('resamples'))} bootstrap resamples of the {e(sampling.get('n_items'))} items, "
+                   "with TTA and the post-processing submitted): the score on other items of the same kind, such "
+                   "as the test set, may lie that far off.</p>")
     out.append("<h3>Post-processing chosen</h3>" + post_table(report.get("post") or {}))
     if report.get("post_source"):
         out.append(f"<p>Source: {e(report['post_source'])}.</p>")

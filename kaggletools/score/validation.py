@@ -25,6 +25,7 @@ MIN_HALF = 4  # fewer validation items per half than this: no cross-fitted score
 REPEATS = 5   # halvings behind each reported honest score (their mean, and its spread)
 PLAIN_REPEATS = 1  # for predictions without TTA, which tune nothing submitted (a Planet-like search costs
                    # about 0.5 s of CPU per halving on 140 items)
+BOOTSTRAP = 200  # resamples of the validation items behind the sampling spread of its score
 SUBMITTED = "submitted"  # the honest score of fit_post itself, the procedure whose choice is submitted
 
 
@@ -75,6 +76,27 @@ def honest_scores(competition, y, probs, seed: int = 0, groups=None, repeats: in
         spread[name] = {"sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "min": float(v.min()),
                         "max": float(v.max()), "repeats": len(v)}
     return means, spread
+
+
+def sampling_spread(competition, y: np.ndarray, probs: np.ndarray, post: dict, seed: int = 0,
+                    n: int = BOOTSTRAP) -> dict:
+    """How far the validation score itself may sit from the score on other items of the same kind:
+    the sd of the metric (with `post`) over `n` bootstrap resamples of the validation items. With a
+    few hundred items this sampling spread (0.01-0.03) dwarfs the halvings' spread; {} when fewer
+    than 2 resamples could be scored (e.g. a resample with one class only for an AUC)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        pick = rng.integers(0, len(y), len(y))
+        try:
+            value = float(competition.metric(y[pick], probs[pick], post))
+        except ValueError:
+            continue
+        if np.isfinite(value):
+            values.append(value)
+    if len(values) < 2:
+        return {}
+    return {"sd": float(np.std(values, ddof=1)), "resamples": len(values), "n_items": int(len(y))}
 
 
 def with_spread(mean: float, spread: dict | None) -> str:
@@ -158,6 +180,7 @@ def validate(learner, items: pd.DataFrame, run=None, post: dict | None = None, g
               "plain": learner.scores(y, out.plain), "with_tta": learner.scores(y, out.tta),
               "with_post": {"plain": plain[0], "tta": tta[0]},  # means: {variant: float} as before
               "with_post_spread": {"plain": plain[1], "tta": tta[1]},
+              "sampling": sampling_spread(comp, y, out.tta, chosen, r.seed),
               "epochs": learner.history}
     if run is not None:
         run.save_table("valid_predictions.csv", prediction_table(comp, items["id"].to_numpy()[d.valid_idx], y,
@@ -227,6 +250,10 @@ def summary(comp, report: dict) -> str:
                              for k, v in honest.items()))
         if SUBMITTED in honest:
             line += f" ({SUBMITTED}: fit_post's own choice, the honest estimate of the test score)"
+    sampling = report.get("sampling") or {}
+    if sampling:
+        line += (f"; sampling sd of the validation score ±{sampling['sd']:.4f} (bootstrap of the "
+                 f"{sampling['n_items']} items: other items of the same kind may score that far off)")
     if isinstance(report.get("post"), dict) and report["post"].get("note"):
         line += f"; {report['post']['note']}"  # e.g. which thresholds the test set gets, and why
     return line

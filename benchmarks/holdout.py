@@ -1,0 +1,141 @@
+"""A held-out part of a real data folder that no recipe choice sees, and a run scored on it.
+
+    python benchmarks/holdout.py split planet --data ../shared/data/planet --out /tmp/hold/planet
+    kaggletools cv planet --data /tmp/hold/planet/tuning --folds 3 ...     # tune on the rest only
+    kaggletools train planet --data /tmp/hold/planet/tuning ...            # the chosen recipe, once
+    python benchmarks/holdout.py score RUN_DIR --held-out /tmp/hold/planet/held_out.csv
+
+`split` holds out `--frac` of the labelled items (kaggletools' own stratified `data.split`, seed 42
+by default: the same held-out part as bench_dogs_cats.py and bench_planet.py), writes the rest as a
+data folder (`tuning/`, through the competition's `sample_files`, with a few test items so that
+`cv` and `run` find some) and the held-out list (`held_out.csv`: id, source file, targets).
+
+`score` decodes the held-out items from their original files, predicts them with the run's model
+(plain and with the recipe's TTA), applies the run's post-processing (what its submission used) and
+prints the held-out score beside the run's own validation estimates (report.json): plain, TTA, the
+honest cross-fitted score of the post-processing it submits with. JSON on stdout with `--json`.
+Benchmark code, not part of kaggletools.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def listed_names(path: Path) -> set[str]:
+    """Every file name in a JSON file (strings at any depth), e.g. the Plant Seedlings held-out list
+    {"held_out": {"held_out": {species: [file names]}}} of results/plant-seedlings-cv-20261206.json."""
+    def walk(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from walk(v)
+    return {Path(v).name for v in walk(json.loads(path.read_text())["held_out"]["held_out"])}
+
+
+def split(slug: str, data_dir: Path, out: Path, frac: float, seed: int, n_test: int,
+          names: Path | None = None) -> dict:
+    from kaggletools.competition import registry
+    from kaggletools.data import items as data
+
+    comp = registry.get(slug)
+    items = data.train_items(comp, data_dir)
+    if names is not None:  # a held-out list fixed before (its file names)
+        listed = listed_names(names)
+        held = items["source"].map(lambda f: Path(f).name in listed).to_numpy()
+        if held.sum() != len(listed):
+            raise SystemExit(f"{names}: {len(listed)} names listed, {int(held.sum())} found in {data_dir}")
+    else:
+        held = data.split(comp, items, frac, seed).valid
+    test = comp.items(data_dir, "test")
+    test = test.iloc[:n_test]
+    if (out / "tuning").exists():
+        raise SystemExit(f"{out / 'tuning'} exists; remove it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    comp.sample_files(data_dir, out / "tuning", items[~held], test)
+    y = comp.targets(items)[held]
+    table = pd.DataFrame({"id": items["id"][held].to_numpy(), "source": items["source"][held].to_numpy()})
+    for i, name in enumerate(list(comp.classes)[: comp.n_outputs]):
+        table[name] = y[:, i]
+    table.to_csv(out / "held_out.csv", index=False)
+    (out / "held_out.json").write_text(json.dumps({"competition": comp.slug, "data": str(data_dir.resolve()),
+                                                  "frac": frac, "seed": seed, "names": str(names or ""), "n_tuning": int((~held).sum()),
+                                                  "n_held_out": int(held.sum())}, indent=1))
+    return {"tuning": str(out / "tuning"), "n_tuning": int((~held).sum()), "n_held_out": int(held.sum())}
+
+
+def score(run_dir: Path, held_out: Path, tta: str = "") -> dict:
+    from kaggletools.data import items as data
+    from kaggletools.data import cache
+    from kaggletools.steps.predict import SavedRun
+
+    saved = SavedRun.load(run_dir)
+    comp, r = saved.competition, saved.recipe
+    meta = json.loads((held_out.parent / "held_out.json").read_text())
+    table = pd.read_csv(held_out, dtype={"id": str})
+    source_dir = Path(meta["data"])
+    every = data.train_items(comp, source_dir)
+    items = every.set_index(every["id"].astype(str)).loc[table["id"]].reset_index(drop=True)
+    array = cache.load_items(comp, source_dir, items, r.cache_side, progress=False, desc="decode held-out")
+    extra = comp.extra_features(items) if saved.meta["n_extra"] else None
+    out = saved.predictor()(array, np.arange(len(items)), tta=tta or r.tta,
+                            extra=None if extra is None else np.asarray(extra, np.float32), show=False,
+                            desc="held-out")
+    y = comp.targets(items)
+    post = saved.meta.get("post") or {}
+    report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").is_file() else {}
+    name = comp.metric_name
+    honest = (report.get("with_post") or {}).get("tta") or {}
+    return {"run": str(run_dir), "competition": comp.slug, "n_held_out": len(items), "tta": tta or r.tta,
+            "metric": name, "held_out": {"plain": float(comp.metric(y, out.plain)),
+                                         "tta": float(comp.metric(y, out.tta)),
+                                         "submitted": float(comp.metric(y, out.tta, post))},
+            "run_estimate": {"n_valid": report.get("n_valid"),
+                             "plain": (report.get("plain") or {}).get(name),
+                             "tta": (report.get("with_tta") or {}).get(name),
+                             "honest": honest, "spread": (report.get("with_post_spread") or {}).get("tta")}}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="verb", required=True)
+    s = sub.add_parser("split", help="hold out a part; write the rest as a tuning data folder")
+    s.add_argument("competition")
+    s.add_argument("--data", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--frac", type=float, default=0.2)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--n-test", type=int, default=16, help="test items linked into tuning/ (cv and run want some)")
+    s.add_argument("--names", type=Path, help="hold out the files a results JSON lists under held_out.held_out "
+                                              "(Plant Seedlings' fixed 240) instead of a seeded split")
+    c = sub.add_parser("score", help="score a finished run on the held-out part")
+    c.add_argument("run", type=Path)
+    c.add_argument("--held-out", required=True, type=Path)
+    c.add_argument("--tta", default="", help="TTA level (default: the run's recipe)")
+    c.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    if a.verb == "split":
+        print(json.dumps(split(a.competition, a.data, a.out, a.frac, a.seed, a.n_test, a.names)))
+        return
+    result = score(a.run, a.held_out, a.tta)
+    if a.json:
+        print(json.dumps(result, indent=1))
+        return
+    h, e = result["held_out"], result["run_estimate"]
+    print(f"{result['competition']}: {result['metric']} on {result['n_held_out']} held-out items: plain "
+          f"{h['plain']:.4f}, TTA '{result['tta']}' {h['tta']:.4f}, as submitted {h['submitted']:.4f}")
+    print(f"  the run's own estimate ({e['n_valid']} validation items): plain {e['plain']}, TTA {e['tta']}, "
+          f"honest {e['honest']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
