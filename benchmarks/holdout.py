@@ -133,8 +133,11 @@ def main(argv=None) -> None:
     h, e = result["held_out"], result["run_estimate"]
     print(f"{result['competition']}: {result['metric']} on {result['n_held_out']} held-out items: plain "
           f"{h['plain']:.4f}, TTA '{result['tta']}' {h['tta']:.4f}, as submitted {h['submitted']:.4f}")
-    print(f"  the run's own estimate ({e['n_valid']} validation items): plain {e['plain']}, TTA {e['tta']}, "
-          f"honest {e['honest']}")
+    def fmt(v):
+        return "-" if v is None else f"{v:.4f}"
+    honest = ", ".join(f"{k} {fmt(v)}" for k, v in (e["honest"] or {}).items())
+    print(f"  the run's own estimate ({e['n_valid']} validation items): plain {fmt(e['plain'])}, TTA {fmt(e['tta'])}; "
+          f"honest, with post-processing: {honest or '-'}")
 
 
 if __name__ == "__main__":
