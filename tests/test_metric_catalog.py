@@ -205,3 +205,14 @@ def test_a_module_declaring_a_catalog_metric_gets_its_score_direction_and_post_p
     post = tags.fit_post(y, p)
     decided = tags.decide(p, post)
     assert tags.metric(y, p, post) == pytest.approx(sk.f1_score(y, decided, average="macro", zero_division=0))
+
+
+def test_the_tuned_log_loss_clip_goes_down_to_0_001_for_a_confident_model_and_up_for_confident_mistakes():
+    from kaggletools.score import metrics
+
+    y = np.array([[1.0]] * 50 + [[0.0]] * 50)
+    right = np.where(y > 0.5, 0.9995, 0.0005)
+    assert metrics.best_clip(y, right) == 0.001 == min(metrics.CLIP_GRID)
+    wrong = right.copy()
+    wrong[:3] = 0.0005  # three confident mistakes
+    assert metrics.best_clip(y, wrong) > 0.005

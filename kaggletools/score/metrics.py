@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# Not below 0.005 (the bound common on the redux leaderboard): a small validation set rarely
-# holds the confident mistake that makes a tighter bound expensive on the test set.
-CLIP_GRID = (0.005, 0.01, 0.02, 0.03, 0.05)
+# Down to 0.001: on 1,602 real Dogs vs. Cats out-of-fold predictions (mobilenet_v2, 3-fold cv), a
+# bound tuned on 320 of them and scored on the other 1,282 gave log loss 0.0548 with this grid and
+# 0.0575 with the former floor of 0.005 (200 draws; no clip at all: 0.0544). A strong model's many
+# confident right answers pay for a wide clip more than its few confident mistakes do.
+CLIP_GRID = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05)
 
 
 def _column(a: np.ndarray) -> np.ndarray:
