@@ -25,7 +25,10 @@ class AerialCactus(BinaryAUC):
     negative_class = "no cactus"
     files = ("train.zip", "test.zip", "train.csv", "sample_submission.csv")
     label_column = "has_cactus"
-    recipe = Recipe(backbone="resnet34", size=96, freeze_epochs=2, epochs=3, lr=3e-3, flip=True, dihedral=True,
+    # 3-fold CV on 800 real chips, 200 held out from every choice (benchmarks/README.md, "Recipes by
+    # cross-validation"): mobilenet_v2 (offline ImageNet weights) out-of-fold ROC AUC 0.9994 with TTA
+    # in 57 s of epochs; --keep-frozen 0.25 0.9987 (faster, within noise but lower, so off).
+    recipe = Recipe(backbone="mobilenet_v2", size=96, freeze_epochs=2, epochs=3, lr=3e-3, flip=True, dihedral=True,
                     tta="dihedral")
     demo = {"size": 64}
 
