@@ -296,3 +296,13 @@ def test_keep_frozen_stops_backward_before_the_first_layers(name):
     assert all(torch.equal(b, m.running_mean) for b, m in zip(before, kept_bn))
     assert all(p.requires_grad for p in net.head.parameters())
     assert models.unfreeze(net) == [] and all(p.requires_grad for p in net.parameters())
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5])
+def test_keep_frozen_outside_0_to_1_is_refused_with_its_flag(value):
+    from kaggletools.errors import OptionError
+    from kaggletools.options import Recipe
+
+    assert Recipe(keep_frozen=0.5).check().keep_frozen == 0.5
+    with pytest.raises(OptionError, match="--keep-frozen"):
+        Recipe(keep_frozen=value).check()
