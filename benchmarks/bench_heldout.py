@@ -164,7 +164,7 @@ def cpu_info() -> dict:
 
 def run_worker(framework: str, python: str, a, spec_path: Path, work: Path) -> dict:
     """One worker process, its peak memory sampled from /proc meanwhile."""
-    from bench_dogs_cats import _tree_memory  # (RSS of the process, PSS of it and its descendants)
+    from bench_dogs_cats import PSS_EVERY, _tree_memory  # (RSS of the process, PSS of it and its descendants)
 
     result = work / f"{framework}.json"
     result.unlink(missing_ok=True)
@@ -181,9 +181,11 @@ def run_worker(framework: str, python: str, a, spec_path: Path, work: Path) -> d
     peak = [0, 0]
 
     def sample():
+        n = 0
         while proc.poll() is None:
-            try:
-                peak[:] = [max(p, m) for p, m in zip(peak, _tree_memory(proc.pid))]
+            n += 1
+            try:  # RSS every 20 ms, PSS (costly: it walks every mapping) every PSS_EVERY samples
+                peak[:] = [max(p, m) for p, m in zip(peak, _tree_memory(proc.pid, n % PSS_EVERY == 1))]
             except OSError:
                 pass  # the process is exiting
             time.sleep(0.02)

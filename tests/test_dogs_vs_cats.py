@@ -109,6 +109,7 @@ def test_cross_validation_blends_its_folds(dogs_dir, tmp_path):
     oof = pd.read_csv(folder / "valid_predictions.csv")
     assert len(oof) == 48 and oof["id"].is_unique and result["validation"] == "out-of-fold"
     assert len(result["runs"]) == 3 and "log_loss" in result["scores"]
+    assert result["sampling"]["n_items"] == 48 and result["sampling"]["sd"] > 0  # over every out-of-fold item
     api.validate(REDUX, tmp_path / "cv.csv", dogs_dir)
 
 

@@ -57,6 +57,7 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
         report["scores"] = {comp.metric_name: comp.metric(y, probs), "error_rate": comp.task.error_rate(y, probs)}
         report["with_post"], report["with_post_spread"] = validation.honest_scores(  # means; sd, min, max
             comp, y, probs, groups=groups)
+        report["sampling"] = validation.sampling_spread(comp, y, probs, post)  # bootstrap sd over the items
     made = folder is None or not Path(folder).exists()
     folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
     folder.mkdir(parents=True, exist_ok=True)  # only now: a refused blend leaves no folder
@@ -83,7 +84,9 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
                        f"{report['scores'][comp.metric_name]:.4f}; with post-processing (cross-fitted, mean ± sd "
                        "over halvings; submitted: the honest estimate of the test score) " + ", ".join(
                            f"{k} {validation.with_spread(v, report['with_post_spread'].get(k))}"
-                           for k, v in report["with_post"].items()))
+                           for k, v in report["with_post"].items())
+                       + (f"; sampling sd ±{report['sampling']['sd']:.4f} over the {len(y)} items"
+                          if report.get("sampling") else ""))
     return {"folder": str(folder), **report}
 
 
