@@ -201,13 +201,10 @@ class PlantSeedlings:
 
     def kaggletools(self, spec: dict) -> dict:
         """api.train on the training part (valid_frac 0), then the saved run predicts the held-out part."""
-        import dataclasses
-
         import numpy as np
 
-        from kaggletools.data import cache
+        from holdout import predict_items
         from kaggletools.data import items as data
-        from kaggletools.model.device import Precision
         from kaggletools.steps.predict import SavedRun
 
         run, trained = kt_train(self.slug, spec["kt_data_dir"], spec, 0.0)
@@ -216,12 +213,7 @@ class PlantSeedlings:
         comp, r = saved.competition, saved.recipe
         every = data.train_items(comp, Path(spec["data_dir"]))
         items = every.set_index("source").loc[spec["valid_sources"]].reset_index()
-        array = cache.load_items(comp, Path(spec["data_dir"]), items, r.cache_side, progress=False,
-                                 desc="decode held-out")
-        predictor = saved.predictor()
-        predictor = dataclasses.replace(predictor, autocast=Precision.for_device(predictor.device,
-                                                                                 spec["kt_amp"]).autocast)
-        out = predictor(array, np.arange(len(items)), tta=r.tta, show=False, desc="held-out")
+        out = predict_items(saved, Path(spec["data_dir"]), items, r.tta, spec["kt_amp"])
         held = time.perf_counter() - t0
         phases, epochs = kt_epochs(run)
         phases = {"whole job": trained + held, **phases,

@@ -75,7 +75,6 @@ def split(slug: str, data_dir: Path, out: Path, frac: float, seed: int, n_test: 
 
 def score(run_dir: Path, held_out: Path, tta: str = "") -> dict:
     from kaggletools.data import items as data
-    from kaggletools.data import cache
     from kaggletools.steps.predict import SavedRun
 
     saved = SavedRun.load(run_dir)
@@ -85,11 +84,7 @@ def score(run_dir: Path, held_out: Path, tta: str = "") -> dict:
     source_dir = Path(meta["data"])
     every = data.train_items(comp, source_dir)
     items = every.set_index(every["id"].astype(str)).loc[table["id"]].reset_index(drop=True)
-    array = cache.load_items(comp, source_dir, items, r.cache_side, progress=False, desc="decode held-out")
-    extra = comp.extra_features(items) if saved.meta["n_extra"] else None
-    out = saved.predictor()(array, np.arange(len(items)), tta=tta or r.tta,
-                            extra=None if extra is None else np.asarray(extra, np.float32), show=False,
-                            desc="held-out")
+    out = predict_items(saved, source_dir, items, tta or r.tta)
     y = comp.targets(items)
     post = saved.meta.get("post") or {}
     report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").is_file() else {}
@@ -103,6 +98,24 @@ def score(run_dir: Path, held_out: Path, tta: str = "") -> dict:
                              "plain": (report.get("plain") or {}).get(name),
                              "tta": (report.get("with_tta") or {}).get(name),
                              "honest": honest, "spread": (report.get("with_post_spread") or {}).get("tta")}}
+
+
+def predict_items(saved, data_dir: Path, items: pd.DataFrame, tta: str, amp: str = ""):
+    """A saved run's predictions (plain and TTA) of labelled `items` of `data_dir`, decoded from their
+    files as the test items are; `amp` (auto, off, bf16, fp16) overrides the device's precision."""
+    import dataclasses
+
+    from kaggletools.data import cache
+    from kaggletools.model.device import Precision
+
+    array = cache.load_items(saved.competition, data_dir, items, saved.recipe.cache_side, progress=False,
+                             desc="decode held-out")
+    extra = saved.competition.extra_features(items) if saved.meta["n_extra"] else None
+    predictor = saved.predictor()
+    if amp:
+        predictor = dataclasses.replace(predictor, autocast=Precision.for_device(predictor.device, amp).autocast)
+    return predictor(array, np.arange(len(items)), tta=tta,
+                     extra=None if extra is None else np.asarray(extra, np.float32), show=False, desc="held-out")
 
 
 def main(argv=None) -> None:
