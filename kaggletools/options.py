@@ -15,6 +15,7 @@ TTA_LEVELS = ("none", "flip", "crops", "dihedral")
 SCHEDULES = ("one_cycle", "sgdr")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 KEEP = ("last", "best")
+POOLS = ("avg", "concat")
 
 
 def option(default, help: str, *, choices: tuple | None = None, flag: str | None = None,
@@ -90,6 +91,8 @@ class Recipe(_Options):
     dihedral: bool = option(False, "random 90-degree rotations and vertical flips (no up or down)")
     max_shift: float = option(0.0, "random shifts, as a fraction of the side")
     tta: str = option("flip", "test-time augmentation level", choices=TTA_LEVELS)
+    pool: str = option("avg", "pooling of the body's last feature map: avg (the backbone's own) or concat "
+                              "(average and maximum side by side, as fastai's heads)", choices=POOLS)
     extra: bool = option(True, "feed the competition's extra per-item numbers to the head")
     label_smoothing: float = option(0.0, "label smoothing of the loss (0: none)")
     schedule: str = option("one_cycle", "learning-rate schedule of each phase", choices=SCHEDULES)
@@ -123,6 +126,7 @@ class Recipe(_Options):
         self._range("cycle_mult", 1)
         self._choice("tta", TTA_LEVELS)
         self._choice("schedule", SCHEDULES)
+        self._choice("pool", POOLS)
         if self.weights and not Path(self.weights).expanduser().is_file():
             raise OptionError(f"--weights {self.weights}: no such file; give the path of a .pth, .pt, .bin or "
                               ".safetensors file")

@@ -306,3 +306,37 @@ def test_keep_frozen_outside_0_to_1_is_refused_with_its_flag(value):
     assert Recipe(keep_frozen=0.5).check().keep_frozen == 0.5
     with pytest.raises(OptionError, match="--keep-frozen"):
         Recipe(keep_frozen=value).check()
+
+
+# -- concat pooling ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "resnet10t"])
+def test_concat_pool_gives_the_average_and_the_maximum_of_each_channel(name):
+    plain, info = models.create(name, 2, pretrained=False)
+    torch.manual_seed(0)
+    both, both_info = models.create(name, 2, pretrained=False, pool="concat")
+    both.body.load_state_dict(plain.body.state_dict())  # no new weights: the same keys load
+    plain.eval(), both.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        mean = plain.features(x)
+        pooled = both.features(x)
+    assert both_info.n_features == 2 * info.n_features == pooled.shape[1]
+    assert torch.allclose(pooled[:, :info.n_features], mean, atol=1e-5)
+    assert (pooled[:, info.n_features:] >= mean * (1 - 1e-4) - 1e-7).all()  # a maximum is never below the mean
+    assert not torch.allclose(pooled[:, info.n_features:], mean, rtol=1e-2, atol=0)
+    assert both.head[2].in_features == pooled.shape[1]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "densenet121", "timm/vit_tiny_patch16_224"])
+def test_concat_pool_where_it_does_not_fit_is_a_one_line_error(name):
+    with pytest.raises(models.ModelError) as caught:
+        models.create(name, 2, pretrained=False, pool="concat")
+    assert_one_line(str(caught.value), name, "--pool avg")
+
+
+def test_an_unknown_pool_is_refused_with_its_flag():
+    from kaggletools.errors import OptionError
+    from kaggletools.options import Recipe
+
+    with pytest.raises(OptionError, match="--pool 'max' is not one of avg, concat"):
+        Recipe(pool="max").check()

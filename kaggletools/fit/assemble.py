@@ -73,7 +73,7 @@ class Experiment:
         r = self.recipe
         return models.create(r.backbone, self.competition.n_outputs, pretrained=r.pretrained,
                              n_extra=0 if extra is None else np.asarray(extra).shape[1],
-                             weights_path=r.weights or None)
+                             weights_path=r.weights or None, pool=r.pool)
 
     def learner(self, device, dist: Dist = Dist(), on_epoch=None,
                 built: tuple[models.Net, models.BackboneInfo] | None = None) -> tuple[Learner, models.BackboneInfo]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kaggletools.model.backbones import (  # noqa: F401  (re-exported: callers use models.X)
@@ -37,14 +38,62 @@ class Net(nn.Module):
 
 
 def create(backbone: str, n_out: int, pretrained: bool = True, n_extra: int = 0,
-           weights_path: str | Path | None = None) -> tuple[Net, BackboneInfo]:
+           weights_path: str | Path | None = None, pool: str = "avg") -> tuple[Net, BackboneInfo]:
     """A Net on `backbone` (a torchvision or timm name, see backbones.resolve) with a new head.
 
     Weights: the file `weights_path` when given, else the library's pretrained weights when
-    `pretrained`, else random. Raises ModelError (one line) for unknown names and unusable weights.
+    `pretrained`, else random. `pool`: "avg" (the backbone's own pooling) or "concat" (see
+    concat_pool). Raises ModelError (one line) for unknown names and unusable weights.
     """
     body, info = build(backbone, pretrained, weights_path)
+    if pool == "concat":
+        info.n_features = concat_pool(body, info)
+    elif pool != "avg":
+        raise ModelError(f"unknown pooling {pool!r}: avg or concat")
     return Net(body, info.n_features, n_out, n_extra), info
+
+
+class ConcatPool(nn.Module):
+    """fastai's AdaptiveConcatPool2d: each channel's average and maximum side by side (twice the
+    features). The maximum keeps small local evidence (a road or a mine in a forest chip) that the
+    average dilutes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)], 1)
+
+
+def concat_pool(body: nn.Module, info: BackboneInfo) -> int:
+    """Make `body` pool by ConcatPool; the width of its features now. Where it pools:
+    timm's `global_pool` (its own "catavgmax"), a torchvision `avgpool` module (resnets,
+    efficientnets, regnets), or after mobilenet_v2's `features` (its forward then averages a 1x1
+    map: a no-op). One forward pass checks the result; a body it does not fit raises ModelError."""
+    if info.library == "timm" and hasattr(body, "reset_classifier"):
+        try:
+            body.reset_classifier(0, global_pool="catavgmax")
+        except (AssertionError, TypeError, ValueError, RuntimeError) as e:
+            raise ModelError(f"{info.name} cannot pool by concat: timm refuses ({e or type(e).__name__}); "
+                             "use --pool avg") from None
+    elif isinstance(getattr(body, "avgpool", None), nn.AdaptiveAvgPool2d):
+        body.avgpool = ConcatPool()
+    elif type(body).__name__ == "MobileNetV2":
+        body.features.append(ConcatPool())
+    else:
+        raise ModelError(f"{info.name} has no pooling layer that --pool concat knows how to replace; "
+                         "use --pool avg")
+    was_training = body.training
+    body.eval()
+    try:
+        with torch.no_grad():
+            width = body(torch.zeros(1, *info.input_size)).flatten(1).shape[1]
+    except RuntimeError as e:  # layers after the pooling expect the old width
+        raise ModelError(f"{info.name} cannot pool by concat: layers after its pooling expect the "
+                         "average's width; use --pool avg") from e
+    finally:
+        body.train(was_training)
+    if width != 2 * info.n_features:
+        raise ModelError(f"{info.name} cannot pool by concat: it gives {width} features, not "
+                         f"2 x {info.n_features}; use --pool avg")
+    return width
 
 
 def freeze(model: Net) -> None:

@@ -51,7 +51,8 @@ class SavedRun:
                 raise RunError(f"{run.path / runs.WEIGHTS} holds a model of {meta['competition']!r} but "
                                f"{run.file('config.json')} names {named!r}; the folder mixes two runs: train again")
             recipe = runs.options_from(Recipe, meta["recipe"], run.file(runs.WEIGHTS), "meta.recipe", check=False)
-            model, _ = models.create(recipe.backbone, comp.n_outputs, pretrained=False, n_extra=int(meta["n_extra"]))
+            model, _ = models.create(recipe.backbone, comp.n_outputs, pretrained=False, n_extra=int(meta["n_extra"]),
+                                     pool=recipe.pool)
             missing, unexpected = _mismatch(model, state["state_dict"])
             normalize = Normalize(tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"]),
                                   meta["scale"])
