@@ -90,6 +90,8 @@ class Recipe(_Options):
     flip: bool = option(True, "random horizontal flips in training")
     dihedral: bool = option(False, "random 90-degree rotations and vertical flips (no up or down)")
     max_shift: float = option(0.0, "random shifts, as a fraction of the side")
+    lighting: float = option(0.0, "random brightness and contrast changes up to this fraction (fastai's "
+                                   "max_lighting, e.g. 0.2; 0: none)")
     tta: str = option("flip", "test-time augmentation level", choices=TTA_LEVELS)
     pool: str = option("avg", "pooling of the body's last feature map: avg (the backbone's own) or concat "
                               "(average and maximum side by side, as fastai's heads)", choices=POOLS)
@@ -122,6 +124,7 @@ class Recipe(_Options):
         self._range("valid_frac", 0, 1)
         self._range("min_scale", 0, 1, lo_open=True, hi_open=False)
         self._range("max_shift", 0, 0.5)
+        self._range("lighting", 0, 1)
         self._range("label_smoothing", 0, 1)
         self._range("cycle_mult", 1)
         self._choice("tta", TTA_LEVELS)

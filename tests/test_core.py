@@ -106,6 +106,35 @@ def test_augment_is_one_warp_per_image_and_identity_without_randomness():
     assert torch.allclose(same, x, atol=1e-5)
 
 
+def test_relight_changes_each_image_by_one_brightness_and_contrast_within_the_bounds():
+    """On the [0, 1] scale every image becomes c * (x - 0.5) + 0.5 + d, the same c and d in every
+    channel, with c and d within --lighting's bounds, and about a quarter of the images keep each."""
+    norm = loaders.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), scale=1.0)
+    raw = torch.rand(400, 3, 8, 8)
+    out = loaders.relight(norm(raw), norm, 0.2, torch.Generator().manual_seed(0))
+    mean, std = torch.tensor(norm.mean).view(1, 3, 1, 1), torch.tensor(norm.std).view(1, 3, 1, 1)
+    back = out * std + mean
+    flat_x, flat_y = raw.flatten(2) - 0.5, back.flatten(2) - 0.5
+    xc, yc = flat_x - flat_x.mean(2, keepdim=True), flat_y - flat_y.mean(2, keepdim=True)
+    c = (xc * yc).sum(2) / (xc * xc).sum(2)                       # (images, channels) slopes
+    d = (flat_y - c[..., None] * flat_x).mean(2)                  # intercepts
+    assert torch.allclose(c, c[:, :1].expand_as(c), atol=1e-4) and torch.allclose(d, d[:, :1].expand_as(d), atol=1e-4)
+    c, d = c[:, 0], d[:, 0]
+    assert (c >= 0.8 - 1e-4).all() and (c <= 1.25 + 1e-4).all() and (d.abs() <= 0.1 + 1e-4).all()
+    assert 0.15 < ((c - 1).abs() < 1e-5).float().mean() < 0.35   # contrast left alone with p 0.25
+    assert 0.15 < (d.abs() < 1e-5).float().mean() < 0.35
+    assert c.std() > 0.05 and d.std() > 0.02
+
+
+def test_lighting_outside_0_to_1_is_refused_with_its_flag():
+    from kaggletools.errors import OptionError
+    from kaggletools.options import Recipe
+
+    assert Recipe(lighting=0.2).check().lighting == 0.2
+    with pytest.raises(OptionError, match="--lighting"):
+        Recipe(lighting=1.0).check()
+
+
 @pytest.mark.parametrize("level,n", [("none", 1), ("flip", 2), ("crops", 7), ("dihedral", 8)])
 def test_tta_levels(level, n):
     views = predict.views(level)

@@ -167,9 +167,11 @@ def test_keep_frozen_leaves_the_first_layers_as_pretrained_and_trains_the_rest(d
 
 def test_concat_pool_trains_and_a_later_predict_rebuilds_it(dogs_dir, tmp_path):
     """--pool concat is saved with the run: `predict` rebuilds the same head width from the run's
-    config (a 1,280-wide head would not take the saved 2,560-wide weights)."""
-    run = api.train(REDUX, dogs_dir, runs_dir=tmp_path, progress=False, pool="concat", tta="none", **FAST)
+    config (a 1,280-wide head would not take the saved 2,560-wide weights). With --lighting too."""
+    run = api.train(REDUX, dogs_dir, runs_dir=tmp_path, progress=False, pool="concat", lighting=0.2, tta="none",
+                    **FAST)
     assert run.load_json("config.json")["recipe"]["pool"] == "concat"
+    assert run.load_json("config.json")["recipe"]["lighting"] == 0.2
     assert run.load_weights()["state_dict"]["head.2.weight"].shape[1] == 2 * 1280
     sub = pd.read_csv(api.predict(run.path, out=tmp_path / "sub.csv", progress=False))
     assert len(sub) == 16 and sub["label"].between(0, 1).all() and sub["label"].nunique() > 1

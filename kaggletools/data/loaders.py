@@ -150,3 +150,23 @@ def augment(x: torch.Tensor, size: int, generator: torch.Generator, *, min_scale
     theta = to_device(theta, x.device).to(x.dtype)
     grid = F.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def relight(x: torch.Tensor, normalize: Normalize, lighting: float, generator: torch.Generator,
+            p: float = 0.75) -> torch.Tensor:
+    """Random brightness and contrast on a normalised batch, each applied to an image with
+    probability `p` (fastai's aug_transforms: max_lighting 0.2, p_lighting 0.75): on the [0, 1]
+    scale, contrast multiplies the distance from mid-grey by c (log c uniform within +-log(1 -
+    lighting)) and brightness adds d (uniform within +-lighting / 2). Computed in the normalised
+    space, one multiply-add per image and channel."""
+    b = x.shape[0]
+    spread = -math.log(1 - lighting)
+    c = torch.exp((torch.rand(b, generator=generator) * 2 - 1) * spread)
+    d = (torch.rand(b, generator=generator) - 0.5) * lighting
+    c = torch.where(torch.rand(b, generator=generator) < p, c, torch.ones(b))
+    d = torch.where(torch.rand(b, generator=generator) < p, d, torch.zeros(b))
+    mean = torch.tensor(normalize.mean).view(1, -1)
+    std = torch.tensor(normalize.std).view(1, -1)
+    shift = (c[:, None] * (mean - 0.5) + 0.5 + d[:, None] - mean) / std  # (b, channels)
+    c, shift = to_device(c, x.device).to(x.dtype), to_device(shift, x.device).to(x.dtype)
+    return x.mul_(c.view(b, 1, 1, 1)).add_(shift.view(b, -1, 1, 1))

@@ -34,7 +34,7 @@ from kaggletools.model import network as models
 from kaggletools.fit import schedules
 from kaggletools.model.device import Precision, default_channels_last, optimizer_options
 from kaggletools.model.dist import Dist
-from kaggletools.data.loaders import Normalize, augment, batches, to_device
+from kaggletools.data.loaders import Normalize, augment, batches, relight, to_device
 from kaggletools.options import Recipe, RunOptions
 from kaggletools.fit.tta import Predictor
 from kaggletools.fit.epoch_table import EpochTable
@@ -260,7 +260,10 @@ class Learner:
         for pos, x in batches(d.array, d.train_idx, r.batch_size, self.device, shuffle=True,
                               seed=r.seed * 1000 + epoch, drop_last=len(d.train_idx) > r.batch_size,
                               rank=self.dist.rank, world=self.dist.world):
-            x = augment(d.normalize(x), r.size, self.generator, min_scale=r.min_scale, flip=r.flip,
+            x = d.normalize(x)
+            if r.lighting:
+                x = relight(x, d.normalize, r.lighting, self.generator)
+            x = augment(x, r.size, self.generator, min_scale=r.min_scale, flip=r.flip,
                         dihedral=r.dihedral, max_shift=r.max_shift)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
