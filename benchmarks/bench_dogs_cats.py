@@ -220,7 +220,7 @@ def _options(spec: dict, **overrides):
     from kaggletools.options import RunOptions
 
     base = {"device": spec["device"], "amp": spec["kt_amp"], "channels_last": spec["kt_channels_last"],
-            "compile": spec["compile"], "train_bn": spec["train_bn"], "progress": False}
+            "compile": spec["compile"], "progress": False}
     return RunOptions(**{k: v for k, v in {**base, **overrides}.items() if v is not None})
 
 
@@ -726,7 +726,8 @@ def job(a, work: Path) -> dict:
     recipe = {"backbone": a.backbone, "size": a.size, "batch_size": a.batch_size, "freeze_epochs": a.freeze_epochs,
               "epochs": a.epochs, "lr": a.lr, "valid_frac": a.valid_frac, "seed": a.seed, "tta": "flip",
               "min_scale": comp.recipe.min_scale, "pretrained": a.pretrained,
-              "keep_frozen": comp.recipe.keep_frozen if a.keep_frozen is None else a.keep_frozen}
+              "keep_frozen": comp.recipe.keep_frozen if a.keep_frozen is None else a.keep_frozen,
+              "train_bn": a.train_bn or comp.recipe.train_bn}
     weights = str(models.pick_weights(a.backbone)) if a.pretrained else None
     from kaggletools.fit.tta import views
 
@@ -739,7 +740,7 @@ def job(a, work: Path) -> dict:
             "train_sources": list(items["source"][~valid]), "valid_sources": list(items["source"][valid]),
             "freeze_epochs": a.freeze_epochs, "epochs": a.epochs, "device": a.device, "threads": a.threads,
             "kt_amp": a.kt_amp, "kt_channels_last": a.kt_channels_last, "compile": a.compile,
-            "train_bn": a.train_bn, "kt_tta_views": len(views("flip")), "fastai_tfms": a.fastai_tfms,
+            "train_bn": recipe["train_bn"], "kt_tta_views": len(views("flip")), "fastai_tfms": a.fastai_tfms,
             "fastai_workers": a.fastai_workers, "fastai_amp": a.fastai_amp,
             "fastai_channels_last": a.fastai_channels_last, "variants": variants, "decode_bench": a.decode_bench,
             "sync_audit": a.sync_audit, "precompute": a.precompute, "budget_s": a.budget}

@@ -4,7 +4,7 @@
                                    [--limit N] [--backbone mobilenet_v2] [--size 224] [--threads N]
 
 kaggletools runs the frozen body forward only, in eval mode (its batch-norm statistics stay the
-ImageNet ones). `--train-bn` (RunOptions(train_bn=True)) instead lets the body's batch-norm layers normalise with
+ImageNet ones). `--train-bn` (Recipe(train_bn=True)) instead lets the body's batch-norm layers normalise with
 each batch's statistics and update their running statistics on the new data, still without a
 backward pass (fastai's default, train_bn=True, also trains the batch-norm weights, which needs
 a backward pass through the body). For each seed, this trains the same split both ways (one
@@ -34,10 +34,10 @@ def one(data_dir: Path, recipe: dict, train_bn: bool, unfrozen: int, device: str
     from kaggletools.options import RunOptions
 
     comp = competition.get(SLUG)
-    r = comp.recipe.replace(**recipe, freeze_epochs=1, epochs=unfrozen)
+    r = comp.recipe.replace(**recipe, freeze_epochs=1, epochs=unfrozen, train_bn=train_bn)
     items = data.train_items(comp, data_dir)
     split = data.split(comp, items, r.valid_frac, 42)  # the split stays; the seed changes the training
-    options = RunOptions(device=device, train_bn=train_bn, progress=False)
+    options = RunOptions(device=device, progress=False)
     learner, _ = Experiment(comp, Path(data_dir), r, options, items, split).learner(pick(device))
     start = time.perf_counter()
     learner.fit()

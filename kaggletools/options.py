@@ -81,6 +81,9 @@ class Recipe(_Options):
     keep_frozen: float = option(0.0, "after unfreezing, the body's first layers (this fraction of its parameter "
                                      "tensors) stay frozen: backward stops before them, faster and lighter")
     weight_decay: float = option(0.01, "AdamW weight decay")
+    train_bn: bool = option(False, "frozen phase: the body's batch-norm layers normalise each batch by its own "
+                                   "statistics and follow the new data (fastai's default); the unfrozen phase then "
+                                   "starts from statistics the head already knows")
     batch_size: int = option(64, "images per batch")
     valid_frac: float = option(0.2, "held-out fraction (0: train on every labelled item, see --post-from)")
     group_by: str = option("", "a column of the train item table (e.g. subject) whose groups never straddle a "
@@ -146,7 +149,6 @@ class RunOptions(_Options):
                               "gradient scaler on older GPUs, off elsewhere)", choices=AMP_MODES)
     channels_last: typing.Optional[bool] = option(None, "channels_last memory format (default: on for CUDA and CPU)")
     compile: bool = option(False, "torch.compile the body")
-    train_bn: bool = option(False, "frozen phase: let the body's batch-norm statistics follow the new data")
     precompute: int = option(0, "epochs of the head on precomputed body features (replaces the frozen phase)",
                              metavar="EPOCHS")
     folds: int = option(0, "k-fold: number of folds (0: one train/valid split)")

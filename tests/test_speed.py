@@ -88,8 +88,8 @@ def test_train_bn_moves_only_the_frozen_bodys_batchnorm_statistics(dogs_dir, tra
 
     comp = competition.get(REDUX)
     r = comp.recipe.replace(backbone="resnet18", pretrained=False, size=32, batch_size=16, valid_frac=0.25,
-                            freeze_epochs=1, epochs=0)
-    learner, _ = Experiment.from_folder(comp, dogs_dir, r, RunOptions(train_bn=train_bn, progress=False)).learner(
+                            freeze_epochs=1, epochs=0, train_bn=train_bn)
+    learner, _ = Experiment.from_folder(comp, dogs_dir, r, RunOptions(progress=False)).learner(
         torch.device("cpu"))
     body = learner.model.body
     stats = {k: v.clone() for k, v in body.state_dict().items() if "running" in k}

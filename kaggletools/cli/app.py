@@ -21,7 +21,7 @@ import kaggletools.cli.kaggle_verbs as kaggle_verbs
 from kaggletools.options import Recipe
 
 TRAINING = {"check", "lr-find", "train", "cv", "run", "show-batch"}
-LIGHT_OPTIONS = {"device", "amp", "channels_last", "compile", "train_bn"}
+LIGHT_OPTIONS = {"device", "amp", "channels_last", "compile"}
 
 
 def _version() -> str:

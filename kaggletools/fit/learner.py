@@ -152,7 +152,7 @@ class Learner:
 
         def modes():
             self.model.body.eval()
-            if self.options.train_bn:
+            if self.recipe.train_bn:
                 for m in self.model.body.modules():
                     if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                         m.train()
