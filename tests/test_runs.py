@@ -387,3 +387,17 @@ def test_sgdr_restarts_at_each_cycle_and_one_cycle_peaks():
     again = schedules.OneCycle(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 0.3, 5)
     again.load_state_dict(state)
     assert again.optimizer.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_a_run_saved_with_train_bn_among_its_options_resumes_with_it_in_its_recipe(uninterrupted, tmp_path):
+    """Before train_bn joined the Recipe, config.json kept it under options: a resume still honours it."""
+    from kaggletools.steps.train import resume_settings
+
+    config = json.loads((uninterrupted / "config.json").read_text())
+    config["recipe"].pop("train_bn", None)
+    old = tmp_path / "old-run"
+    old.mkdir()
+    (old / "metrics.csv").write_text("epoch\n")  # interrupted: a resume may go on
+    for train_bn in (True, False):
+        (old / "config.json").write_text(json.dumps({**config, "options": {**config["options"], "train_bn": train_bn}}))
+        assert resume_settings(old).recipe.train_bn is train_bn

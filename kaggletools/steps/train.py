@@ -257,6 +257,9 @@ def resume_settings(run_dir: Path) -> Resumable:
             if not isinstance(config[field], str) or not config[field]:
                 raise RunError(f"{path}: {field} is {config[field]!r}, not a name; the file was edited: fix that "
                                "field or train again")
-        recipe = runs.options_from(Recipe, config["recipe"], path, "recipe")
+        saved = config["recipe"]
+        if isinstance(saved, dict) and isinstance(config["options"], dict) and "train_bn" in config["options"]:
+            saved = {"train_bn": config["options"]["train_bn"], **saved}  # saved before train_bn joined Recipe
+        recipe = runs.options_from(Recipe, saved, path, "recipe")
         return Resumable(inferred.for_run(config), Path(config["data_dir"]), recipe,
                          runs.options_from(RunOptions, config["options"], path, "options"))
