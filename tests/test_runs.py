@@ -19,7 +19,6 @@ import torch
 
 from kaggletools import api
 from kaggletools.runs import folder as runs
-from kaggletools.runs import listing
 from kaggletools.fit import schedules
 from kaggletools.cli.app import main as cli
 from kaggletools.errors import CompetitionError, OptionError, RunError
