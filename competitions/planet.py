@@ -83,8 +83,8 @@ class Planet(MultiLabelTags):  # tags in `tags`, mean F2, thresholds chosen hone
     # body's batch-norm then switched from ImageNet's statistics to the chips'. fastai's way, train_bn
     # (the frozen phase already normalises by the chips' statistics) with a gentle body (lr_mult 1000:
     # the body's late half at lr / 32, not lr / 10) and 8 unfrozen epochs, removes the fall and gave
-    # 0.8775 against 0.8726 (0.8713 against 0.8625, 0.8749 against 0.8564 on folds of seeds 7, 11). Concat pooling 0.866,
-    # lighting 0.863, 256 px 0.868 did not help.
+    # 0.8775 against 0.8726 (on the folds of seeds 7 and 11: 0.8713 against 0.8625, 0.8749 against
+    # 0.8564). Concat pooling 0.866, lighting 0.863, 256 px 0.868 did not help.
     recipe = Recipe(backbone="mobilenet_v2", size=224, presize=256, lr=1e-2, freeze_epochs=5, epochs=8,
                     lr_mult=1000, train_bn=True, min_scale=0.75, flip=True, dihedral=True, tta="dihedral",
                     keep_frozen=0.25)
