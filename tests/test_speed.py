@@ -109,6 +109,17 @@ def test_precompute_from_the_command_line(dogs_dir, tmp_path, capsys):
     assert str(folder) in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("train_bn", [True, False])
+def test_precompute_with_a_train_bn_recipe_says_the_statistics_stay(train_bn, capsys):
+    from kaggletools.options import Recipe, RunOptions
+    from kaggletools.steps.train import check_options
+
+    check_options(Recipe(backbone="resnet18", train_bn=train_bn), RunOptions(precompute=2))
+    printed = capsys.readouterr()
+    said = "--precompute replaces the frozen phase, so the recipe's train_bn does nothing" in printed.out + printed.err
+    assert said == train_bn
+
+
 # -- the GPU's JPEG decoder path, run on the CPU ---------------------------------------------------
 def _photo(w: int, h: int, seed: int = 0) -> Image.Image:
     """A smooth gradient with noise and a sharp-edged square: photo-like enough for JPEG."""

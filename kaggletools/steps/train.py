@@ -29,6 +29,9 @@ def check_options(recipe: Recipe, options: RunOptions) -> None:
     if recipe.valid_frac == 0 and not options.folds and not options.post_from:
         progress.write("note: --valid-frac 0 trains on every labelled item; post-processing (clip, thresholds) "
                        "stays at its defaults unless --post-from RUN gives a validated run's", options.progress)
+    if options.precompute and recipe.train_bn:
+        progress.write("note: --precompute replaces the frozen phase, so the recipe's train_bn does nothing: the "
+                       "features are computed with the body's pretrained batch-norm statistics", options.progress)
 
 
 def post_from(competition: Competition, run_dir: str) -> dict | None:
