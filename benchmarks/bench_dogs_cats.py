@@ -432,7 +432,7 @@ def work_kaggletools(spec: dict, save=None) -> dict:
     settings = {"amp": spec["kt_amp"], "precision": learner.precision.dtype, "channels_last": learner.channels_last,
                 "compile": spec["compile"], "threads": torch.get_num_threads(),
                 "tta": f"{r.tta} ({spec['kt_tta_views']} views)", "cache_side": r.cache_side,
-                "train_bn": spec["train_bn"],
+                "train_bn": r.train_bn,
                 "optimizer": "AdamW" + (" (fused)" if optimizer_options(dev).get("fused") else "")}
     result["phases"] = meter.rows
     checkpoint(settings=settings)
@@ -740,7 +740,7 @@ def job(a, work: Path) -> dict:
             "train_sources": list(items["source"][~valid]), "valid_sources": list(items["source"][valid]),
             "freeze_epochs": a.freeze_epochs, "epochs": a.epochs, "device": a.device, "threads": a.threads,
             "kt_amp": a.kt_amp, "kt_channels_last": a.kt_channels_last, "compile": a.compile,
-            "train_bn": recipe["train_bn"], "kt_tta_views": len(views("flip")), "fastai_tfms": a.fastai_tfms,
+            "kt_tta_views": len(views("flip")), "fastai_tfms": a.fastai_tfms,
             "fastai_workers": a.fastai_workers, "fastai_amp": a.fastai_amp,
             "fastai_channels_last": a.fastai_channels_last, "variants": variants, "decode_bench": a.decode_bench,
             "sync_audit": a.sync_audit, "precompute": a.precompute, "budget_s": a.budget}
