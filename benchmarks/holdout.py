@@ -4,6 +4,7 @@
     kaggletools cv planet --data /tmp/hold/planet/tuning --folds 3 ...     # tune on the rest only
     kaggletools train planet --data /tmp/hold/planet/tuning ...            # the chosen recipe, once
     python benchmarks/holdout.py score RUN_DIR --held-out /tmp/hold/planet/held_out.csv
+    python benchmarks/holdout.py score CV_DIR --held-out /tmp/hold/planet/held_out.csv  # a cv folder
 
 `split` holds out `--frac` of the labelled items (kaggletools' own stratified `data.split`, seed 42
 by default: the same held-out part as bench_dogs_cats.py and bench_planet.py), writes the rest as a
@@ -14,6 +15,9 @@ data folder (`tuning/`, through the competition's `sample_files`, with a few tes
 (plain and with the recipe's TTA), applies the run's post-processing (what its submission used) and
 prints the held-out score beside the run's own validation estimates (report.json): plain, TTA, the
 honest cross-fitted score of the post-processing it submits with. JSON on stdout with `--json`.
+A `cv` (or `blend`) folder is scored as its submission was made: every fold's model predicts the
+held-out items, their probabilities are averaged and post-processed with the blend's choice; its
+estimate is the out-of-fold one (every tuning item scored by the fold that did not train on it).
 Benchmark code, not part of kaggletools.
 """
 from __future__ import annotations
@@ -73,17 +77,26 @@ def split(slug: str, data_dir: Path, out: Path, frac: float, seed: int, n_test: 
     return {"tuning": str(out / "tuning"), "n_tuning": int((~held).sum()), "n_held_out": int(held.sum())}
 
 
-def score(run_dir: Path, held_out: Path, tta: str = "") -> dict:
+def held_out_items(comp, held_out: Path) -> tuple[Path, pd.DataFrame]:
+    """The held-out items (rows of the original data folder's labelled items) and that folder."""
     from kaggletools.data import items as data
-    from kaggletools.steps.predict import SavedRun
 
-    saved = SavedRun.load(run_dir)
-    comp, r = saved.competition, saved.recipe
     meta = json.loads((held_out.parent / "held_out.json").read_text())
     table = pd.read_csv(held_out, dtype={"id": str})
     source_dir = Path(meta["data"])
     every = data.train_items(comp, source_dir)
-    items = every.set_index(every["id"].astype(str)).loc[table["id"]].reset_index(drop=True)
+    return source_dir, every.set_index(every["id"].astype(str)).loc[table["id"]].reset_index(drop=True)
+
+
+def score(run_dir: Path, held_out: Path, tta: str = "") -> dict:
+    from kaggletools.steps.predict import SavedRun
+
+    config = json.loads((run_dir / "config.json").read_text())
+    if "blend" in config:
+        return score_blend(run_dir, held_out, tta)
+    saved = SavedRun.load(run_dir)
+    comp, r = saved.competition, saved.recipe
+    source_dir, items = held_out_items(comp, held_out)
     out = predict_items(saved, source_dir, items, tta or r.tta)
     y = comp.targets(items)
     post = saved.meta.get("post") or {}
@@ -98,6 +111,34 @@ def score(run_dir: Path, held_out: Path, tta: str = "") -> dict:
                              "plain": (report.get("plain") or {}).get(name),
                              "tta": (report.get("with_tta") or {}).get(name),
                              "honest": honest, "spread": (report.get("with_post_spread") or {}).get("tta")}}
+
+
+def score_blend(folder: Path, held_out: Path, tta: str = "") -> dict:
+    """A blend's (a `cv` folder's) held-out score: each of its runs predicts the held-out items, the
+    probabilities are averaged with the blend's weights and post-processed as its submission was;
+    beside it the blend's own estimate (out of fold for a `cv`: every tuning item scored once)."""
+    from kaggletools.steps.predict import SavedRun
+
+    report = json.loads((folder / "report.json").read_text())
+    saved = [SavedRun.load(Path(r)) for r in report["runs"]]
+    comp = saved[0].competition
+    source_dir, items = held_out_items(comp, held_out)
+    outs = [predict_items(s, source_dir, items, tta or s.recipe.tta) for s in saved]
+    w = np.asarray(report["weights"], np.float64)
+    plain = np.tensordot(w, np.stack([o.plain for o in outs]), 1)
+    mean = np.tensordot(w, np.stack([o.tta for o in outs]), 1)
+    y = comp.targets(items)
+    name = comp.metric_name
+    each = [float(comp.metric(y, o.tta, report["post"])) for o in outs]
+    return {"run": str(folder), "competition": comp.slug, "n_held_out": len(items), "tta": tta or saved[0].recipe.tta,
+            "metric": name, "runs": len(saved),
+            "held_out": {"plain": float(comp.metric(y, plain)), "tta": float(comp.metric(y, mean)),
+                         "submitted": float(comp.metric(y, mean, report["post"])),
+                         "each_run_submitted": each},
+            "run_estimate": {"n_valid": report.get("n_valid"), "validation": report.get("validation"),
+                             "tta": (report.get("scores") or {}).get(name),
+                             "honest": report.get("with_post"), "spread": report.get("with_post_spread"),
+                             "sampling": report.get("sampling"), "folds": report.get("folds")}}
 
 
 def predict_items(saved, data_dir: Path, items: pd.DataFrame, tta: str, amp: str = ""):
@@ -130,7 +171,7 @@ def main(argv=None) -> None:
     s.add_argument("--n-test", type=int, default=16, help="test items linked into tuning/ (cv and run want some)")
     s.add_argument("--names", type=Path, help="hold out the files a results JSON lists under held_out.held_out "
                                               "(Plant Seedlings' fixed 240) instead of a seeded split")
-    c = sub.add_parser("score", help="score a finished run on the held-out part")
+    c = sub.add_parser("score", help="score a finished run (or a cv / blend folder) on the held-out part")
     c.add_argument("run", type=Path)
     c.add_argument("--held-out", required=True, type=Path)
     c.add_argument("--tta", default="", help="TTA level (default: the run's recipe)")
@@ -149,7 +190,7 @@ def main(argv=None) -> None:
     def fmt(v):
         return "-" if v is None else f"{v:.4f}"
     honest = ", ".join(f"{k} {fmt(v)}" for k, v in (e["honest"] or {}).items())
-    print(f"  the run's own estimate ({e['n_valid']} validation items): plain {fmt(e['plain'])}, TTA {fmt(e['tta'])}; "
+    print(f"  the run's own estimate ({e['n_valid']} validation items): plain {fmt(e.get('plain'))}, TTA {fmt(e['tta'])}; "
           f"honest, with post-processing: {honest or '-'}")
 
 

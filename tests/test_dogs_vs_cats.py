@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,6 +16,7 @@ from kaggletools.competition import registry as competition
 from kaggletools.data import items as data
 from kaggletools.score import metrics
 from kaggletools.score import submission
+from kaggletools.score import validation
 from kaggletools.cli.app import main as cli
 
 REDUX = "dogs-vs-cats-redux-kernels-edition"
@@ -97,6 +99,8 @@ def test_original_competition_writes_hard_labels(tmp_path):
                     backbone="resnet18", size=32, batch_size=8)
     df = submission.read(api.predict(run.path, out=tmp_path / "s.csv", progress=False))
     assert set(df["label"]) <= {"0", "1"} and list(df.columns) == ["id", "label"]
+    report = run.load_json("report.json")  # a handful of validation items: a loose estimate, and the way out
+    assert report["sampling"]["sd"] >= validation.SHARP and f"kaggletools cv {comp.slug}" in report["sharper"]
 
 
 def test_cross_validation_blends_its_folds(dogs_dir, tmp_path):
@@ -110,6 +114,15 @@ def test_cross_validation_blends_its_folds(dogs_dir, tmp_path):
     assert len(oof) == 48 and oof["id"].is_unique and result["validation"] == "out-of-fold"
     assert len(result["runs"]) == 3 and "log_loss" in result["scores"]
     assert result["sampling"]["n_items"] == 48 and result["sampling"]["sd"] > 0  # over every out-of-fold item
+    folds = result["folds"]  # each fold on its own 16 items, with the post-processing submitted
+    comp = competition.get(REDUX)
+    by_fold = []
+    for run in result["runs"]:
+        y, probs = validation.read_prediction_table(comp, pd.read_csv(Path(run) / "valid_predictions.csv"))
+        by_fold.append(comp.metric(y, probs, result["post"]))
+        assert not json.loads((Path(run) / "report.json").read_text()).get("sharper"), "a fold points to no cv"
+    assert folds["scores"] == pytest.approx(by_fold) and folds["mean"] == pytest.approx(np.mean(by_fold))
+    assert folds["sd"] == pytest.approx(np.std(by_fold, ddof=1)) and folds["sd"] > 0
     api.validate(REDUX, tmp_path / "cv.csv", dogs_dir)
 
 

@@ -340,3 +340,22 @@ def test_the_sampling_spread_is_the_bootstrap_sd_of_the_validation_score_and_is_
     assert f"±{spread['sd']:.4f} (bootstrap of the {len(y)} items" in validation.summary(comp, report)
     assert f"± {spread['sd']:.4f} (sd over 50 bootstrap resamples" in page.scores_section(comp, report)
     assert validation.sampling_spread(comp, y[:1], probs[:1], post, n=1) == {}
+
+
+def test_a_loose_estimate_points_to_cross_fitting_with_the_sd_it_would_have():
+    from kaggletools.runs import report as page
+
+    text = validation.sharper_estimate("flowers", {"sd": 0.02}, 100, 500)
+    assert "100 of 500" in text and "±0.020" in text and "kaggletools cv flowers" in text
+    assert f"±{0.02 * (100 / 500) ** 0.5:.3f}" in text  # sd shrinks with the square root of the items scored
+    assert validation.sharper_estimate("flowers", {"sd": validation.SHARP / 2}, 100, 500) == ""  # sharp enough
+    assert validation.sharper_estimate("flowers", {}, 100, 500) == ""  # nothing sampled
+    assert validation.sharper_estimate("flowers", {"sd": 0.02}, 500, 500) == ""  # every item scored already
+    assert validation.sharper_estimate("flowers", {"sd": 0.02}, 100, 500, folds=5) == ""  # a fold of a cv
+    comp = Flowers()
+    report = {"n_valid": 100, "tta": "flip", "plain": {"log_loss": 0.9, "error_rate": 0.2},
+              "with_tta": {"log_loss": 0.85, "error_rate": 0.18}, "post": {},
+              "with_post": {"plain": {}, "tta": {}}, "sharper": text}
+    assert text in validation.summary(comp, report) and "kaggletools cv flowers" in page.scores_section(comp, report)
+    del report["sharper"]
+    assert "kaggletools cv" not in validation.summary(comp, report) + page.scores_section(comp, report)

@@ -114,6 +114,8 @@ def scores_section(comp, report: dict, metrics: pd.DataFrame | None = None) -> s
                    f"{e(sampling.get('resamples'))} bootstrap resamples of the {e(sampling.get('n_items'))} items, "
                    "with TTA and the post-processing submitted): the score on other items of the same kind, such "
                    "as the test set, may lie that far off.</p>")
+    if report.get("sharper"):
+        out.append(f"<p>{e(report['sharper'])}.</p>")
     out.append("<h3>Post-processing chosen</h3>" + post_table(report.get("post") or {}))
     if report.get("post_source"):
         out.append(f"<p>Source: {e(report['post_source'])}.</p>")

@@ -26,6 +26,7 @@ REPEATS = 5   # halvings behind each reported honest score (their mean, and its 
 PLAIN_REPEATS = 1  # for predictions without TTA, which tune nothing submitted (a Planet-like search costs
                    # about 0.5 s of CPU per halving on 140 items)
 BOOTSTRAP = 200  # resamples of the validation items behind the sampling spread of its score
+SHARP = 0.01  # a sampling sd from here up gets a pointer to cross-fitting (issue 22 asks for 0.01)
 SUBMITTED = "submitted"  # the honest score of fit_post itself, the procedure whose choice is submitted
 
 
@@ -97,6 +98,18 @@ def sampling_spread(competition, y: np.ndarray, probs: np.ndarray, post: dict, s
     if len(values) < 2:
         return {}
     return {"sd": float(np.std(values, ddof=1)), "resamples": len(values), "n_items": int(len(y))}
+
+
+def sharper_estimate(slug: str, sampling: dict, n_valid: int, n_labelled: int, folds: int = 0) -> str:
+    """A pointer to cross-fitting when one split's estimate is loose (sampling sd SHARP or more):
+    `cv` scores every labelled item out of fold, so its sampling sd is about sqrt(n_valid /
+    n_labelled) of this one. '' when the estimate is sharp already, nothing was sampled, or the
+    run is a fold of a cross-validation already (`folds`)."""
+    if folds or not sampling or sampling["sd"] < SHARP or n_labelled <= n_valid:
+        return ""
+    return (f"one split scores {n_valid} of {n_labelled} labelled items, so the estimate may be "
+            f"±{sampling['sd']:.3f} off; `kaggletools cv {slug}` scores all of them out of fold "
+            f"(about ±{sampling['sd'] * (n_valid / n_labelled) ** 0.5:.3f}) and submits the folds' average")
 
 
 def with_spread(mean: float, spread: dict | None) -> str:
@@ -182,6 +195,8 @@ def validate(learner, items: pd.DataFrame, run=None, post: dict | None = None, g
               "with_post_spread": {"plain": plain[1], "tta": tta[1]},
               "sampling": sampling_spread(comp, y, out.tta, chosen, r.seed),
               "epochs": learner.history}
+    report["sharper"] = sharper_estimate(comp.slug, report["sampling"], len(d.valid_idx),
+                                         len(d.train_idx) + len(d.valid_idx), learner.options.folds)
     if run is not None:
         run.save_table("valid_predictions.csv", prediction_table(comp, items["id"].to_numpy()[d.valid_idx], y,
                                                                  out.plain, out.tta))
@@ -256,4 +271,6 @@ def summary(comp, report: dict) -> str:
                  f"{sampling['n_items']} items: other items of the same kind may score that far off)")
     if isinstance(report.get("post"), dict) and report["post"].get("note"):
         line += f"; {report['post']['note']}"  # e.g. which thresholds the test set gets, and why
+    if report.get("sharper"):
+        line += f"; {report['sharper']}"
     return line

@@ -48,7 +48,7 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
     if has_test:
         ids, test = _test_probabilities(saved, data_dir, show)
         mean = np.tensordot(w, np.stack(test), 1)
-    ids_valid, y, probs, how = _validation(saved, w)
+    ids_valid, y, probs, how, fold = _validation(saved, w)
     groups = _groups(saved, ids_valid) if len(y) else None
     post = validation.fit_post(comp, y, probs, groups) if len(y) else saved[0].meta.get("post", {})
     report = {"runs": [str(s.run.path) for s in saved], "weights": w.tolist(), "validation": how,
@@ -58,6 +58,8 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
         report["with_post"], report["with_post_spread"] = validation.honest_scores(  # means; sd, min, max
             comp, y, probs, groups=groups)
         report["sampling"] = validation.sampling_spread(comp, y, probs, post)  # bootstrap sd over the items
+        if fold is not None:
+            report["folds"] = fold_spread(comp, y, probs, post, fold)
     made = folder is None or not Path(folder).exists()
     folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
     folder.mkdir(parents=True, exist_ok=True)  # only now: a refused blend leaves no folder
@@ -86,7 +88,10 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
                            f"{k} {validation.with_spread(v, report['with_post_spread'].get(k))}"
                            for k, v in report["with_post"].items())
                        + (f"; sampling sd ±{report['sampling']['sd']:.4f} over the {len(y)} items"
-                          if report.get("sampling") else ""))
+                          if report.get("sampling") else "")
+                       + (f"; folds, each on its own items: {report['folds']['mean']:.4f} ± "
+                          f"{report['folds']['sd']:.4f} (min {min(report['folds']['scores']):.4f}, "
+                          f"max {max(report['folds']['scores']):.4f})" if report.get("folds") else ""))
     return {"folder": str(folder), **report}
 
 
@@ -138,6 +143,25 @@ class Validation(NamedTuple):
     y: np.ndarray
     probs: np.ndarray
     how: str
+    fold: np.ndarray | None = None  # out-of-fold: the index of the run that held each item out
+
+
+def fold_spread(comp, y: np.ndarray, probs: np.ndarray, post: dict, fold: np.ndarray) -> dict:
+    """Each fold scored on its own held-out items (with `post`, as submitted), and their mean and
+    sd: how far one split's estimate moves from another's. {} when fewer than two folds score
+    (e.g. a fold with one class only for an AUC)."""
+    scores = []
+    for k in np.unique(fold):
+        try:
+            value = float(comp.metric(y[fold == k], probs[fold == k], post))
+        except ValueError:
+            return {}
+        if not np.isfinite(value):
+            return {}
+        scores.append(value)
+    if len(scores) < 2:
+        return {}
+    return {"scores": scores, "mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1))}
 
 
 def _groups(saved, ids) -> np.ndarray | None:
@@ -178,4 +202,5 @@ def _validation(saved, w: np.ndarray) -> Validation:
     if pooled["id"].duplicated().any():
         return Validation(*none, "none (validation items overlap partly)")
     y, p = validation.read_prediction_table(comp, pooled)
-    return Validation(list(pooled["id"]), y, p, "out-of-fold")
+    fold = np.repeat(np.arange(len(tables)), [len(t) for t in tables])
+    return Validation(list(pooled["id"]), y, p, "out-of-fold", fold)
