@@ -63,7 +63,7 @@ class Planet:
             ("F2 at 0.5, with the tag rules", ("f2_at_0.5_with_rules",)),
             ("honest: one tuned global threshold", ("honest", "global")),
             ("honest: per-tag thresholds (shrunk)", ("honest", "per_tag")),
-            ("honest: the choice kaggletools submits with (`chosen`)", ("honest", "chosen"))]
+            ("honest: the choice kaggletools submits with (`submitted`)", ("honest", "submitted"))]
     NOTE = ("Honest = tuned on one stratified half of the held-out chips and scored on the other, both ways "
             "(kaggletools.score.validation.cross_fitted), the same function for both tools. kaggletools validates "
             "on the held-out chips after each epoch, as fastai does.")

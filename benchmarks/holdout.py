@@ -129,16 +129,28 @@ def score_blend(folder: Path, held_out: Path, tta: str = "") -> dict:
     mean = np.tensordot(w, np.stack([o.tta for o in outs]), 1)
     y = comp.targets(items)
     name = comp.metric_name
-    each = [float(comp.metric(y, o.tta, report["post"])) for o in outs]
+    each = [single_split(s, y, o) for s, o in zip(saved, outs)]
     return {"run": str(folder), "competition": comp.slug, "n_held_out": len(items), "tta": tta or saved[0].recipe.tta,
             "metric": name, "runs": len(saved),
             "held_out": {"plain": float(comp.metric(y, plain)), "tta": float(comp.metric(y, mean)),
                          "submitted": float(comp.metric(y, mean, report["post"])),
-                         "each_run_submitted": each},
+                         "each_run": each},
             "run_estimate": {"n_valid": report.get("n_valid"), "validation": report.get("validation"),
                              "tta": (report.get("scores") or {}).get(name),
                              "honest": report.get("with_post"), "spread": report.get("with_post_spread"),
                              "sampling": report.get("sampling"), "folds": report.get("folds")}}
+
+
+def single_split(saved, y: np.ndarray, out) -> dict:
+    """One run of a blend (a fold of a `cv`) as if trained alone: its own estimate (the honest score
+    of what it submits, on its own validation items) and its held-out score with its own post-processing."""
+    comp = saved.competition
+    report = json.loads(saved.run.file("report.json").read_text())
+    honest = (report.get("with_post") or {}).get("tta") or {}
+    estimate = honest.get("submitted", (report.get("with_tta") or {}).get(comp.metric_name))
+    return {"n_valid": report.get("n_valid"), "estimate": estimate,
+            "sampling_sd": (report.get("sampling") or {}).get("sd"),
+            "held_out": float(comp.metric(y, out.tta, saved.meta.get("post") or {}))}
 
 
 def predict_items(saved, data_dir: Path, items: pd.DataFrame, tta: str, amp: str = ""):

@@ -15,6 +15,7 @@ import pytest
 
 from kaggletools.cli import flags
 from kaggletools.competition import bases, tasks
+from kaggletools.competition import tags as multilabel
 from kaggletools.data import items as data
 from kaggletools.data import iterstrat
 from kaggletools.data import split as stratify
@@ -148,8 +149,9 @@ def test_multilabel_tags_tune_their_thresholds_on_halves_that_keep_groups_apart(
     groups = np.array([f"g{k // 5}" for k in range(80)])
     halves = Tags()._halves(y, groups)
     assert len(halves) == 3 and all(not set(groups[a]) & set(groups[b]) for a, b in halves)
-    variants = Tags().post_variants(y, np.clip(y * 0.6 + 0.2 * rng.random(y.shape), 0, 1), groups)
-    assert "chosen" in variants and len(variants["chosen"]["thresholds"]) == 3
+    tuned = validation.tuned(Tags(), y, np.clip(y * 0.6 + 0.2 * rng.random(y.shape), 0, 1), groups)
+    assert set(tuned) == {*multilabel.VARIANTS, validation.SUBMITTED}  # the choice is scored once, as submitted
+    assert len(tuned[validation.SUBMITTED]["thresholds"]) == 3
 
 
 def test_group_by_is_a_recipe_field_and_a_flag():

@@ -3,7 +3,6 @@ reduced-size JPEG draft), decompression bombs, CMYK JPEGs (Planet's real chips) 
 from __future__ import annotations
 
 import csv
-import io
 import struct
 import warnings
 import zlib

@@ -181,11 +181,11 @@ class MultiLabelTags(Competition):
                                             score=self._own_score(), metric_name=self.metric_name)
 
     def post_variants(self, y_true, probs, groups=None) -> dict:
-        """Each threshold variant, and `chosen`: the whole choice (itself cross-fitted inside the
-        tuning half, on halves that keep each of `groups` whole)."""
+        """Each threshold variant. The whole choice among them (fit_post, itself cross-fitted inside
+        the tuning half, on halves that keep each of `groups` whole) is scored as
+        validation.SUBMITTED beside them."""
         y, probs = np.asarray(y_true), np.asarray(probs)
-        return {**multilabel.threshold_variants(y, probs, self.classes, self.rules, self.beta, score=self._own_score()),
-                "chosen": validation.fit_post(self, y, probs, groups)}
+        return multilabel.threshold_variants(y, probs, self.classes, self.rules, self.beta, score=self._own_score())
 
     def _own_score(self):
         """score_decisions when a subclass redefines it (F-beta has a faster search of its own)."""
