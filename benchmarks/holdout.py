@@ -117,6 +117,7 @@ def score_blend(folder: Path, held_out: Path, tta: str = "") -> dict:
     """A blend's (a `cv` folder's) held-out score: each of its runs predicts the held-out items, the
     probabilities are averaged with the blend's weights and post-processed as its submission was;
     beside it the blend's own estimate (out of fold for a `cv`: every tuning item scored once)."""
+    from kaggletools.score import validation
     from kaggletools.steps.predict import SavedRun
 
     report = json.loads((folder / "report.json").read_text())
@@ -134,6 +135,7 @@ def score_blend(folder: Path, held_out: Path, tta: str = "") -> dict:
             "metric": name, "runs": len(saved),
             "held_out": {"plain": float(comp.metric(y, plain)), "tta": float(comp.metric(y, mean)),
                          "submitted": float(comp.metric(y, mean, report["post"])),
+                         "sampling": validation.sampling_spread(comp, y, mean, report["post"]),  # its own noise
                          "each_run": each},
             "run_estimate": {"n_valid": report.get("n_valid"), "validation": report.get("validation"),
                              "tta": (report.get("scores") or {}).get(name),

@@ -187,7 +187,10 @@ def show_batch(name: str, data_dir: Path, out: Path | None = None, **overrides) 
 def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | None = None, overwrite: bool = False,
                    **overrides) -> dict:
     """K-fold: one run per fold (in one folder), then the folds blended: out-of-fold score and
-    post-processing, fold-averaged test probabilities, one validated submission."""
+    post-processing, fold-averaged test probabilities, one validated submission. With `repeats`
+    R > 1 the k folds are drawn and trained R times (seeds seed, seed + 1, ...; folders
+    repeat<r>-fold<k>): each item is scored by R models, and the report estimates from that what
+    the average of all R x k models scores (kaggletools.steps.blend)."""
     comp, recipe, run_options = settings(name, {**overrides, "folds": folds}, data_dir)
     backbone_names.check_all(recipe, run_options)
     from kaggletools.steps import blend as blending
@@ -196,11 +199,14 @@ def cross_validate(name: str, data_dir: Path, *, folds: int = 5, out: Path | Non
     if out:
         inference.refuse_existing(out, overwrite)
     preflight.check(comp, Path(data_dir), recipe, run_options, predicts=True, out=out, submissions=SUBMISSIONS)
-    cv = runs.Run.create(Path(run_options.runs_dir) / comp.slug, f"cv{folds}")
+    cv = runs.Run.create(Path(run_options.runs_dir) / comp.slug, f"cv{folds}" + (
+        f"x{run_options.repeats}" if run_options.repeats > 1 else ""))
     out = Path(out) if out else SUBMISSIONS / f"{comp.slug}-{cv.path.name}.csv"
     inference.refuse_existing(out, overwrite)
-    fold_runs = [train(comp, data_dir, folder=cv.path / f"fold{k}", **{**overrides, "folds": folds, "fold": k})
-                 for k in range(folds)]
+    repeats = run_options.repeats
+    fold_runs = [train(comp, data_dir, folder=cv.path / (f"repeat{r}-fold{k}" if repeats > 1 else f"fold{k}"),
+                       **{**overrides, "folds": folds, "fold": k, "seed": recipe.seed + r})
+                 for r in range(repeats) for k in range(folds)]
     return blending.blend([r.path for r in fold_runs], data_dir=data_dir, folder=cv.path, out=out,
                           overwrite=overwrite, show=run_options.progress)
 

@@ -153,6 +153,8 @@ class RunOptions(_Options):
                              metavar="EPOCHS")
     folds: int = option(0, "k-fold: number of folds (0: one train/valid split)")
     fold: int = option(0, "k-fold: which fold is held out")
+    repeats: int = option(1, "cv: run the k folds this many times, each with the next seed; every item is then "
+                             "scored by that many models, which measures how much averaging models gains")
     keep: str = option("last", "which epoch's weights the run keeps: the last (as fastai) or the best on "
                                "validation", choices=KEEP)
     post_from: str = option("", "take post-processing (clip, thresholds) from this validated run (needed with "
@@ -164,6 +166,7 @@ class RunOptions(_Options):
         self._choice("keep", KEEP)
         self._range("precompute", 0)
         self._range("folds", 0)
+        self._range("repeats", 1)
         if self.folds == 1:
             raise OptionError("--folds 1 cannot hold anything out; use 0 (one split) or at least 2")
         if self.folds and not 0 <= self.fold < self.folds:

@@ -119,7 +119,7 @@ def parser(recipe=None) -> argparse.ArgumentParser:
     s.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last checkpoint")
     _work(s)
     s = verb("cv", "k-fold: one run per fold, blended: out-of-fold score, fold-averaged submission")
-    s.set_defaults(names=cli_flags.recipe_and_options(s, recipe))
+    s.set_defaults(names=cli_flags.recipe_and_options(s, recipe, cv=True))
     _out(s)
     s = sub.add_parser("predict", help="predict the test set from a run folder; writes a validated submission",
                        parents=[common])

@@ -101,8 +101,8 @@ def cv(a, name) -> None:
     options = _overrides(a)
     result = api.cross_validate(name, _data(a, name), folds=options.pop("folds", None) or 5, out=a.out,
                                 overwrite=a.overwrite, **{k: v for k, v in options.items() if k != "fold"})
-    print(json.dumps({k: result.get(k) for k in ("folder", "scores", "with_post", "sampling", "folds", "submission")},
-                     indent=2))
+    keys = ("folder", "scores", "with_post", "sampling", "folds", "averaging", "estimate", "submission")
+    print(json.dumps({k: result.get(k) for k in keys}, indent=2))
 
 
 def predict(a) -> None:

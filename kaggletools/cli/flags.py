@@ -16,6 +16,7 @@ NEEDS_COMPETITION = {"files", "download", "prepare", "sample", "check", "lr-find
                      "submit", "submissions", "leaderboard", "run", "show-batch", "new"}
 
 SKIP = {"progress"}  # offered as -q/--quiet on every verb
+CV_ONLY = {"repeats"}  # run options that only `cv` acts on
 
 
 def _kind(hint) -> type:
@@ -24,13 +25,13 @@ def _kind(hint) -> type:
 
 
 def add(parser: argparse.ArgumentParser, cls, defaults=None, only: set[str] | None = None,
-        title: str | None = None) -> list[str]:
-    """Add a flag for each field of the dataclass `cls` (or those in `only`); return their names."""
+        title: str | None = None, skip: set[str] = frozenset()) -> list[str]:
+    """Add a flag for each field of the dataclass `cls` (or those in `only`, less `skip`); return their names."""
     group = parser.add_argument_group(title or f"{cls.__name__.lower()} options")
     hints = typing.get_type_hints(cls)
     names = []
     for f in dataclasses.fields(cls):
-        if f.name in SKIP or (only is not None and f.name not in only):
+        if f.name in SKIP | skip or (only is not None and f.name not in only):
             continue
         meta, kind = f.metadata, _kind(hints[f.name])
         flag = "--" + (meta.get("flag") or f.name).replace("_", "-")
@@ -53,9 +54,12 @@ def values(args: argparse.Namespace, names: list[str]) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
-def recipe_and_options(parser, recipe: Recipe | None, only_options: set[str] | None = None) -> list[str]:
+def recipe_and_options(parser, recipe: Recipe | None, only_options: set[str] | None = None,
+                       cv: bool = False) -> list[str]:
+    """The recipe's flags and the run options' (those in `only_options`; CV_ONLY ones for `cv` alone)."""
     names = add(parser, Recipe, recipe, title="recipe (what to train; defaults are the competition's)")
-    names += add(parser, RunOptions, None, only_options, title="run options (how to run it)")
+    names += add(parser, RunOptions, None, only_options, title="run options (how to run it)",
+                 skip=frozenset() if cv else CV_ONLY)
     return names + inference(parser)
 
 

@@ -48,7 +48,7 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
     if has_test:
         ids, test = _test_probabilities(saved, data_dir, show)
         mean = np.tensordot(w, np.stack(test), 1)
-    ids_valid, y, probs, how, fold = _validation(saved, w)
+    ids_valid, y, probs, how, own, repeats = _validation(saved, w)
     groups = _groups(saved, ids_valid) if len(y) else None
     post = validation.fit_post(comp, y, probs, groups) if len(y) else saved[0].meta.get("post", {})
     report = {"runs": [str(s.run.path) for s in saved], "weights": w.tolist(), "validation": how,
@@ -58,8 +58,11 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
         report["with_post"], report["with_post_spread"] = validation.honest_scores(  # means; sd, min, max
             comp, y, probs, groups=groups)
         report["sampling"] = validation.sampling_spread(comp, y, probs, post)  # bootstrap sd over the items
-        if fold is not None:
-            report["folds"] = fold_spread(comp, y, probs, post, fold)
+        if own:
+            report["folds"] = fold_spread(comp, y, post, own)
+        if repeats:
+            report["averaging"] = averaging_gain(comp, y, repeats, probs, post, len(saved))
+        report["estimate"] = estimate(comp, report)
     made = folder is None or not Path(folder).exists()
     folder = Path(folder) if folder else runs.Run.create(Path("runs") / comp.slug, "blend").path
     folder.mkdir(parents=True, exist_ok=True)  # only now: a refused blend leaves no folder
@@ -91,7 +94,9 @@ def blend(run_dirs: list[Path], *, weights: list[float] | None = None, data_dir:
                           if report.get("sampling") else "")
                        + (f"; folds, each on its own items: {report['folds']['mean']:.4f} ± "
                           f"{report['folds']['sd']:.4f} (min {min(report['folds']['scores']):.4f}, "
-                          f"max {max(report['folds']['scores']):.4f})" if report.get("folds") else ""))
+                          f"max {max(report['folds']['scores']):.4f})" if report.get("folds") else "")
+                       + f"; estimate of the submission's {comp.metric_name}: {report['estimate']['value']:.4f} "
+                         f"({report['estimate']['how']})")
     return {"folder": str(folder), **report}
 
 
@@ -143,17 +148,18 @@ class Validation(NamedTuple):
     y: np.ndarray
     probs: np.ndarray
     how: str
-    fold: np.ndarray | None = None  # out-of-fold: the index of the run that held each item out
+    own: list = []      # out-of-fold: (run index, positions in ids, its probabilities there), one per run
+    repeats: list = []  # R > 1 repeats of the folds: each repeat's out-of-fold probabilities, in ids order
 
 
-def fold_spread(comp, y: np.ndarray, probs: np.ndarray, post: dict, fold: np.ndarray) -> dict:
+def fold_spread(comp, y: np.ndarray, post: dict, own: list) -> dict:
     """Each fold scored on its own held-out items (with `post`, as submitted), and their mean and
     sd: how far one split's estimate moves from another's. {} when fewer than two folds score
     (e.g. a fold with one class only for an AUC)."""
     scores = []
-    for k in np.unique(fold):
+    for _, at, probs in own:
         try:
-            value = float(comp.metric(y[fold == k], probs[fold == k], post))
+            value = float(comp.metric(y[at], probs, post))
         except ValueError:
             return {}
         if not np.isfinite(value):
@@ -162,6 +168,38 @@ def fold_spread(comp, y: np.ndarray, probs: np.ndarray, post: dict, fold: np.nda
     if len(scores) < 2:
         return {}
     return {"scores": scores, "mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1))}
+
+
+def averaging_gain(comp, y: np.ndarray, repeats: list, averaged: np.ndarray, post: dict, n_models: int) -> dict:
+    """What averaging models gains, measured out of fold: each item is scored by one model per
+    repeat, so the mean score of one repeat's predictions (`one_model`) and the score of their
+    average over the R repeats (`averaged`) are both honest. A variance-like gain grows as
+    1 - 1/M with M models averaged, so the R-model gain extrapolates to the `n_models` the
+    submission averages: `to_all_models` is what to add to the R-model score."""
+    r = len(repeats)
+    one = float(np.mean([comp.metric(y, p, post) for p in repeats]))
+    avg = float(comp.metric(y, averaged, post))
+    gain = avg - one
+    return {"repeats": r, "models": n_models, "one_model": one, "averaged": avg, "gain": gain,
+            "to_all_models": gain * (1 / r - 1 / n_models) / (1 - 1 / r)}
+
+
+def estimate(comp, report: dict) -> dict:
+    """The blend's estimate of what its submission scores: the honest score of what it submits
+    (validation.SUBMITTED when post-processing is tuned, else the plain metric), plus for folds
+    drawn R > 1 times the gain of averaging all the models, extrapolated (`averaging_gain`)."""
+    base = (report.get("with_post") or {}).get(validation.SUBMITTED, report["scores"][comp.metric_name])
+    averaging = report.get("averaging") or {}
+    if averaging:
+        how = (f"{base:.4f} scored out of fold by the average of {averaging['repeats']} models per item, "
+               f"{averaging['to_all_models']:+.4f} for averaging all {averaging['models']} (one model per item: "
+               f"{averaging['one_model']:.4f})")
+    elif report["validation"] == "out-of-fold":
+        how = ("each item scored by the one fold model that did not train on it; the submission averages "
+               f"{len(report['runs'])} models, which usually scores better: `--repeats 2` measures by how much")
+    else:
+        how = "the blend's predictions on the validation items the runs share"
+    return {"value": base + averaging.get("to_all_models", 0.0), "how": how}
 
 
 def _groups(saved, ids) -> np.ndarray | None:
@@ -198,9 +236,45 @@ def _validation(saved, w: np.ndarray) -> Validation:
         keep = sorted(common)
         parts = [validation.read_prediction_table(comp, t.set_index("id").loc[keep].reset_index()) for t in tables]
         return Validation(keep, parts[0][0], np.tensordot(w, np.stack([p for _, p in parts]), 1), "shared")
-    pooled = pd.concat(tables, ignore_index=True)
-    if pooled["id"].duplicated().any():
+    repeats = _repeat_groups(tables)
+    if repeats is None:
         return Validation(*none, "none (validation items overlap partly)")
-    y, p = validation.read_prediction_table(comp, pooled)
-    fold = np.repeat(np.arange(len(tables)), [len(t) for t in tables])
-    return Validation(list(pooled["id"]), y, p, "out-of-fold", fold)
+    ids = list(pd.concat([tables[i] for i in repeats[0]], ignore_index=True)["id"])
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    y, own, per_repeat, weight = None, [], [], []
+    for group in repeats:
+        probs, wsum = np.zeros((len(ids), comp.n_outputs)), np.zeros((len(ids), 1))
+        for i in group:
+            yi, pi = validation.read_prediction_table(comp, tables[i])
+            at = position.loc[tables[i]["id"]].to_numpy()
+            if y is None:
+                y = np.zeros((len(ids), yi.shape[1]), yi.dtype)
+            y[at], probs[at], wsum[at] = yi, pi, w[i]
+            own.append((i, at, pi))
+        per_repeat.append(probs)
+        weight.append(wsum)
+    if len(repeats) == 1:
+        return Validation(ids, y, per_repeat[0], "out-of-fold", own)
+    weight = np.asarray(weight)
+    weight[:, weight.sum(0)[:, 0] == 0] = 1.0  # an item whose runs all weigh 0: their plain mean
+    averaged = np.sum([p * wr for p, wr in zip(per_repeat, weight)], 0) / weight.sum(0)
+    return Validation(ids, y, averaged, f"out-of-fold, {len(repeats)} repeats", own, per_repeat)
+
+
+def _repeat_groups(tables: list[pd.DataFrame]) -> list[list[int]] | None:
+    """The runs (indices) in repeats: each repeat's runs hold out disjoint items that together
+    cover the same items as every other repeat's (a cv's folds, drawn once or R times). None when
+    the runs' validation items do not fall into such groups."""
+    groups: list[list[int]] = []
+    covered: list[set] = []
+    for i, t in enumerate(tables):
+        ids = set(t["id"])
+        for group, seen in zip(groups, covered):
+            if not seen & ids:
+                group.append(i)
+                seen |= ids
+                break
+        else:
+            groups.append([i])
+            covered.append(set(ids))
+    return groups if all(seen == covered[0] for seen in covered) else None
