@@ -140,7 +140,8 @@ def score_blend(folder: Path, held_out: Path, tta: str = "") -> dict:
             "run_estimate": {"n_valid": report.get("n_valid"), "validation": report.get("validation"),
                              "tta": (report.get("scores") or {}).get(name),
                              "honest": report.get("with_post"), "spread": report.get("with_post_spread"),
-                             "sampling": report.get("sampling"), "folds": report.get("folds")}}
+                             "sampling": report.get("sampling"), "folds": report.get("folds"),
+                             "averaging": report.get("averaging"), "estimate": report.get("estimate")}}
 
 
 def single_split(saved, y: np.ndarray, out) -> dict:

@@ -108,8 +108,9 @@ def sharper_estimate(slug: str, sampling: dict, n_valid: int, n_labelled: int, f
     if folds or not sampling or sampling["sd"] < SHARP or n_labelled <= n_valid:
         return ""
     return (f"one split scores {n_valid} of {n_labelled} labelled items, so the estimate may be "
-            f"±{sampling['sd']:.3f} off; `kaggletools cv {slug}` scores all of them out of fold "
-            f"(about ±{sampling['sd'] * (n_valid / n_labelled) ** 0.5:.3f}) and submits the folds' average")
+            f"±{sampling['sd']:.3f} off; `kaggletools cv {slug} --repeats 2` scores all of them out of fold "
+            f"(about ±{sampling['sd'] * (n_valid / n_labelled) ** 0.5:.3f}) and estimates the average of "
+            "the models it submits")
 
 
 def with_spread(mean: float, spread: dict | None) -> str:
