@@ -207,6 +207,9 @@ def main(argv=None) -> None:
     honest = ", ".join(f"{k} {fmt(v)}" for k, v in (e["honest"] or {}).items())
     print(f"  the run's own estimate ({e['n_valid']} validation items): plain {fmt(e.get('plain'))}, TTA {fmt(e['tta'])}; "
           f"honest, with post-processing: {honest or '-'}")
+    if e.get("estimate"):  # a blend's (a cv's) estimate of its submission
+        print(f"  its estimate of the submission: {e['estimate']['value']:.4f} ({e['estimate']['how']}); "
+              f"held-out - estimate {h['submitted'] - e['estimate']['value']:+.4f}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Blends: the test probabilities of several finished runs of one competition averaged (with
 weights), post-processing tuned on their validation predictions, a validated submission.
 
-Validation predictions combine in one of two ways:
+Validation predictions combine in one of three ways:
 - runs that validated the same items (one split, several backbones): their predictions on the
   items they all share are averaged with the same weights;
 - runs that validated disjoint items (the folds of a cross-validation): each item keeps the
-  prediction of the run that held it out (out-of-fold).
-Either way post-processing is tuned on the result and scored honestly (kaggletools.score.validation).
+  prediction of the run that held it out (out-of-fold);
+- folds drawn R times (`cv --repeats R`): each item's R out-of-fold predictions are averaged, and
+  the report measures what that averaging gains (`averaging_gain`) to estimate the submission,
+  which averages every run.
+Each way post-processing is tuned on the result and scored honestly (kaggletools.score.validation).
 """
 from __future__ import annotations
 
