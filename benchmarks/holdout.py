@@ -148,7 +148,7 @@ def single_split(saved, y: np.ndarray, out) -> dict:
     """One run of a blend (a fold of a `cv`) as if trained alone: its own estimate (the honest score
     of what it submits, on its own validation items) and its held-out score with its own post-processing."""
     comp = saved.competition
-    report = json.loads(saved.run.file("report.json").read_text())
+    report = saved.run.load_json("report.json")
     honest = (report.get("with_post") or {}).get("tta") or {}
     estimate = honest.get("submitted", (report.get("with_tta") or {}).get(comp.metric_name))
     return {"n_valid": report.get("n_valid"), "estimate": estimate,

@@ -58,7 +58,7 @@ def test_repeated_folds_average_each_items_models_and_measure_the_gain(tmp_path)
     assert np.allclose(got.y, y[order])
     assert np.allclose(got.probs, (draws[0][1] + draws[1][1])[order] / 2, atol=1e-6)  # each item: the mean of its 2 models
     assert [np.allclose(r, d[1][order]) for r, d in zip(got.repeats, draws)] == [True, True]
-    assert len(got.own) == 6 and sorted(len(at) for _, at, _ in got.own) == [10] * 6
+    assert len(got.own) == 6 and sorted(len(at) for at, _ in got.own) == [10] * 6
 
     gain = blend.averaging_gain(comp, got.y, got.repeats, got.probs, {}, n_models=6)
     one = np.mean([comp.metric(y, p) for _, p in draws])

@@ -151,7 +151,7 @@ class Validation(NamedTuple):
     y: np.ndarray
     probs: np.ndarray
     how: str
-    own: list = []      # out-of-fold: (run index, positions in ids, its probabilities there), one per run
+    own: list = []      # out-of-fold: (positions in ids, probabilities there) of each run
     repeats: list = []  # R > 1 repeats of the folds: each repeat's out-of-fold probabilities, in ids order
 
 
@@ -160,7 +160,7 @@ def fold_spread(comp, y: np.ndarray, post: dict, own: list) -> dict:
     sd: how far one split's estimate moves from another's. {} when fewer than two folds score
     (e.g. a fold with one class only for an AUC)."""
     scores = []
-    for _, at, probs in own:
+    for at, probs in own:
         try:
             value = float(comp.metric(y[at], probs, post))
         except ValueError:
@@ -229,8 +229,9 @@ def _validation(saved, w: np.ndarray) -> Validation:
               for s in saved if s.run.file("valid_predictions.csv").is_file()]
     if len(tables) != len(saved):
         return Validation(*none, "none (a run has no validation items)")
+    parsed = []  # (targets, probabilities) of each run, read once
     for s, t in zip(saved, tables):  # every run's file checked as a whole, named in any error
-        validation.read_prediction_table(comp, t, "tta", str(s.run.file("valid_predictions.csv")))
+        parsed.append(validation.read_prediction_table(comp, t, "tta", str(s.run.file("valid_predictions.csv"))))
         if t["id"].duplicated().any():
             raise RunError(f"{s.run.file('valid_predictions.csv')} lists a validation id twice "
                            f"({t['id'][t['id'].duplicated()].iloc[0]!r}); the run folder was edited or damaged")
@@ -248,12 +249,12 @@ def _validation(saved, w: np.ndarray) -> Validation:
     for group in repeats:
         probs, wsum = np.zeros((len(ids), comp.n_outputs)), np.zeros((len(ids), 1))
         for i in group:
-            yi, pi = validation.read_prediction_table(comp, tables[i])
+            yi, pi = parsed[i]
             at = position.loc[tables[i]["id"]].to_numpy()
             if y is None:
                 y = np.zeros((len(ids), yi.shape[1]), yi.dtype)
             y[at], probs[at], wsum[at] = yi, pi, w[i]
-            own.append((i, at, pi))
+            own.append((at, pi))
         per_repeat.append(probs)
         weight.append(wsum)
     if len(repeats) == 1:
