@@ -1,0 +1,55 @@
+"""benchmarks/estimates.py: the summary of estimates against held-out scores, checked by hand."""
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import estimates  # noqa: E402
+
+
+def _row(name, slug, estimate, held_out, sd, single=(), one_model=None):
+    return {"name": name, "competition": slug, "metric": "m", "n_held_out": 100, "cv_estimate": estimate,
+            "cv_held_out": held_out, "cv_gap": held_out - estimate, "held_out_sampling_sd": sd,
+            "one_model_oof": one_model,
+            "single": [{"estimate": e, "held_out": h, "gap": h - e} for e, h in single]}
+
+
+ROWS = [_row("a", "planet", 0.88, 0.90, 0.01, single=[(0.85, 0.90)], one_model=0.87),
+        _row("b", "dogs-vs-cats-redux-kernels-edition", 0.05, 0.04, 0.0, single=[(0.06, 0.04), (0.03, 0.04)])]
+
+
+def test_summary_by_hand():
+    s = estimates.summary(ROWS)
+    assert s["rows"] == 2
+    assert s["mean_abs_gap"] == pytest.approx((0.02 + 0.01) / 2)
+    # log loss is lower-is-better: its held-out 0.01 below the estimate counts as +0.01
+    assert s["signed_mean"] == pytest.approx((0.02 + 0.01) / 2)
+    assert s["signed_se"] == pytest.approx(0.005)  # sd of (0.02, 0.01) is 0.00707, over sqrt(2)
+    assert s["mean_abs_gap_single_split"] == pytest.approx((0.05 + 0.02 + 0.01) / 3)
+    assert s["single_split_models"] == 3
+    assert s["mean_abs_gap_one_model_oof"] == pytest.approx(0.03)  # the row without one is left out
+    own = math.sqrt((0.02 ** 2 + 0.01 ** 2) / 2 - 0.01 ** 2 / 2)
+    assert s["estimate_own_error"]["rms"] == pytest.approx(own)
+    assert s["estimate_own_error"]["mean_abs"] == pytest.approx(own * math.sqrt(2 / math.pi))
+    assert s["held_out_floor"] == pytest.approx(math.sqrt(0.01 ** 2 / 2) * math.sqrt(2 / math.pi))
+
+
+def test_own_error_never_negative_when_sampling_explains_everything():
+    rows = [_row("a", "planet", 0.88, 0.881, 0.05)]
+    assert estimates.summary(rows)["estimate_own_error"]["rms"] == 0.0
+
+
+def test_older_rows_read_one_model_from_the_cv_report():
+    old = _row("x2", "planet", 0.88, 0.90, 0.01)
+    old["raw"] = {"run_estimate": {"averaging": {"one_model": 0.86}}}
+    assert estimates.one_model_oof(old) == 0.86
+    assert estimates.one_model_oof(_row("one-draw", "planet", 0.88, 0.90, 0.01)) is None
+    assert "| 0.8600 |" in estimates.table([old])
+
+
+def test_collect_refuses_a_malformed_spec(tmp_path):
+    with pytest.raises(SystemExit, match="NAME=CV_DIR:HELD_OUT_CSV"):
+        estimates.collect(tmp_path / "r.json", ["just-a-name"])
+    assert not (tmp_path / "r.json").exists()
