@@ -14,9 +14,10 @@ summary figures:
   validation items against its own held-out score);
 - the signed mean with better-is-positive, and its standard error;
 - how much of the gap the held-out part's own sampling explains: a held-out part of n items moves
-  the score by its bootstrap sd whatever the estimate, so sqrt(mean gap^2 - mean sd^2) is the
+  the score by its sampling sd whatever the estimate, so sqrt(mean gap^2 - mean sd^2) is the
   estimate's own error, what a large held-out set would see (x 0.8 for the mean absolute value of
-  a normal error).
+  a normal error). The sd is taken two ways: the held-out part's bootstrap sd, and the one a part
+  of its size has on average (`expected_held_out_sd`).
 Benchmark code, not part of kaggletools.
 """
 from __future__ import annotations
@@ -83,18 +84,35 @@ def summary(rows: list[dict]) -> dict:
     error, and the held-out sampling's share of the gap."""
     sign = np.array([better_is_positive(r["competition"]) for r in rows])
     gap = np.array([r["cv_gap"] for r in rows])
-    sd = np.array([r["held_out_sampling_sd"] or 0.0 for r in rows])
     one = np.array([r["cv_held_out"] - one_model_oof(r) for r in rows if one_model_oof(r) is not None])
     single = np.array([x["gap"] for r in rows for x in r["single"]])
-    own = float(np.sqrt(max(0.0, np.mean(gap ** 2) - np.mean(sd ** 2))))
     return {"rows": len(rows), "mean_abs_gap": float(np.mean(np.abs(gap))),
             "mean_abs_gap_one_model_oof": float(np.mean(np.abs(one))) if len(one) else None,
             "mean_abs_gap_single_split": float(np.mean(np.abs(single))) if len(single) else None,
             "single_split_models": int(len(single)),
             "signed_mean": float(np.mean(sign * gap)),
             "signed_se": float(np.std(sign * gap, ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else None,
-            "held_out_floor": float(HALF_NORMAL * np.sqrt(np.mean(sd ** 2))),
-            "estimate_own_error": {"rms": own, "mean_abs": float(HALF_NORMAL * own)}}
+            "held_out_noise": {how: _without(gap, sd) for how, sd in (
+                ("bootstrap", np.array([r["held_out_sampling_sd"] or 0.0 for r in rows])),
+                ("expected", np.array([expected_held_out_sd(r) for r in rows])))}}
+
+
+def expected_held_out_sd(r: dict) -> float:
+    """The sampling sd a held-out part of this size has on average: the out-of-fold sampling sd
+    scaled from n_oof to n_held_out items. The held-out part's own bootstrap sd says how its own
+    items vary, which for a heavy-tailed score (log loss: a few confident mistakes) is small exactly
+    when the draw was lucky."""
+    return float((r["cv_sampling_sd"] or 0.0) * (r["n_oof"] / r["n_held_out"]) ** 0.5)
+
+
+def _without(gap: np.ndarray, sd: np.ndarray) -> dict:
+    """The gap's part that the held-out sampling (sd per row) explains, and the rest, the estimate's
+    own error: sqrt(mean gap^2 - mean sd^2) (0 when sampling explains it all), with the mean
+    absolute values of normal errors of those sizes."""
+    floor = float(np.sqrt(np.mean(sd ** 2)))
+    own = float(np.sqrt(max(0.0, np.mean(gap ** 2) - floor ** 2)))
+    return {"sampling_rms": floor, "sampling_mean_abs": HALF_NORMAL * floor,
+            "own_rms": own, "own_mean_abs": HALF_NORMAL * own}
 
 
 def table(rows: list[dict]) -> str:

@@ -9,15 +9,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import estimates  # noqa: E402
 
 
-def _row(name, slug, estimate, held_out, sd, single=(), one_model=None):
+def _row(name, slug, estimate, held_out, sd, single=(), one_model=None, oof_sd=0.0):
     return {"name": name, "competition": slug, "metric": "m", "n_held_out": 100, "cv_estimate": estimate,
             "cv_held_out": held_out, "cv_gap": held_out - estimate, "held_out_sampling_sd": sd,
-            "one_model_oof": one_model,
+            "one_model_oof": one_model, "n_oof": 400, "cv_sampling_sd": oof_sd,
             "single": [{"estimate": e, "held_out": h, "gap": h - e} for e, h in single]}
 
 
-ROWS = [_row("a", "planet", 0.88, 0.90, 0.01, single=[(0.85, 0.90)], one_model=0.87),
-        _row("b", "dogs-vs-cats-redux-kernels-edition", 0.05, 0.04, 0.0, single=[(0.06, 0.04), (0.03, 0.04)])]
+ROWS = [_row("a", "planet", 0.88, 0.90, 0.01, single=[(0.85, 0.90)], one_model=0.87, oof_sd=0.005),
+        _row("b", "dogs-vs-cats-redux-kernels-edition", 0.05, 0.04, 0.0, single=[(0.06, 0.04), (0.03, 0.04)],
+             oof_sd=0.002)]
 
 
 def test_summary_by_hand():
@@ -30,15 +31,20 @@ def test_summary_by_hand():
     assert s["mean_abs_gap_single_split"] == pytest.approx((0.05 + 0.02 + 0.01) / 3)
     assert s["single_split_models"] == 3
     assert s["mean_abs_gap_one_model_oof"] == pytest.approx(0.03)  # the row without one is left out
+    boot = s["held_out_noise"]["bootstrap"]
     own = math.sqrt((0.02 ** 2 + 0.01 ** 2) / 2 - 0.01 ** 2 / 2)
-    assert s["estimate_own_error"]["rms"] == pytest.approx(own)
-    assert s["estimate_own_error"]["mean_abs"] == pytest.approx(own * math.sqrt(2 / math.pi))
-    assert s["held_out_floor"] == pytest.approx(math.sqrt(0.01 ** 2 / 2) * math.sqrt(2 / math.pi))
+    assert boot["own_rms"] == pytest.approx(own)
+    assert boot["own_mean_abs"] == pytest.approx(own * math.sqrt(2 / math.pi))
+    assert boot["sampling_mean_abs"] == pytest.approx(math.sqrt(0.01 ** 2 / 2) * math.sqrt(2 / math.pi))
+    # expected: the out-of-fold sd 0.005 on 400 items is 0.01 on 100; 0.002 on 400 is 0.004
+    exp = s["held_out_noise"]["expected"]
+    assert exp["sampling_rms"] == pytest.approx(math.sqrt((0.01 ** 2 + 0.004 ** 2) / 2))
+    assert exp["own_rms"] == pytest.approx(math.sqrt((0.02 ** 2 + 0.01 ** 2 - 0.01 ** 2 - 0.004 ** 2) / 2))
 
 
 def test_own_error_never_negative_when_sampling_explains_everything():
     rows = [_row("a", "planet", 0.88, 0.881, 0.05)]
-    assert estimates.summary(rows)["estimate_own_error"]["rms"] == 0.0
+    assert estimates.summary(rows)["held_out_noise"]["bootstrap"]["own_rms"] == 0.0
 
 
 def test_older_rows_read_one_model_from_the_cv_report():
