@@ -1,6 +1,7 @@
 """Does a run's estimate predict its held-out score? Rows of `cv` folders scored on held-out parts.
 
     python benchmarks/estimates.py collect results/item2.json planet-s11=CV_DIR:/tmp/hold/planet-s11/held_out.csv ...
+    python benchmarks/estimates.py collect results/item2.json planet-s11=SCORE.json   # holdout.py score --json
     python benchmarks/estimates.py table results/item2.json [--only x2-]
 
 `collect` scores each `cv` (or blend) folder on its held-out part with `holdout.score` (every fold
@@ -32,11 +33,8 @@ import numpy as np
 HALF_NORMAL = (2 / np.pi) ** 0.5  # mean |e| / sd(e) for a normal error e
 
 
-def row(name: str, folder: Path, held_out: Path) -> dict:
-    """One cv folder scored on its held-out part, with the figures `table` needs."""
-    import holdout
-
-    s = holdout.score(folder, held_out)
+def row(name: str, s: dict) -> dict:
+    """The figures `table` needs from a cv folder's held-out score (`holdout.score`'s result)."""
     e, h = s["run_estimate"], s["held_out"]
     honest = (e.get("honest") or {}).get("submitted", e.get("tta"))
     estimate = (e.get("estimate") or {}).get("value", honest)
@@ -55,11 +53,17 @@ def collect(path: Path, specs: list[str]) -> dict:
     for spec in specs:
         name, _, rest = spec.partition("=")
         folder, _, held_out = rest.rpartition(":")
-        if not (name and folder and held_out):
-            raise SystemExit(f"{spec}: expected NAME=CV_DIR:HELD_OUT_CSV")
+        if not (name and (folder and held_out or rest.endswith(".json"))):
+            raise SystemExit(f"{spec}: expected NAME=CV_DIR:HELD_OUT_CSV or NAME=SCORE.json")
         if name in book["rows"]:
             continue
-        book["rows"][name] = row(name, Path(folder), Path(held_out))
+        if folder and held_out:
+            import holdout
+
+            scored = holdout.score(Path(folder), Path(held_out))
+        else:  # what `holdout.py score CV_DIR --held-out ... --json` printed
+            scored = json.loads(Path(rest).read_text())
+        book["rows"][name] = row(name, scored)
         path.write_text(json.dumps(book, indent=1))  # after each row: a long collect keeps what it scored
         print(f"{name}: scored", file=sys.stderr)
     return book
@@ -131,7 +135,7 @@ def main(argv=None) -> None:
     sub = p.add_subparsers(dest="verb", required=True)
     c = sub.add_parser("collect", help="score cv folders on their held-out parts into the JSON file")
     c.add_argument("results", type=Path)
-    c.add_argument("specs", nargs="+", metavar="NAME=CV_DIR:HELD_OUT_CSV")
+    c.add_argument("specs", nargs="+", metavar="NAME=CV_DIR:HELD_OUT_CSV|NAME=SCORE.json")
     t = sub.add_parser("table", help="the markdown table and summary of the JSON file's rows")
     t.add_argument("results", type=Path)
     t.add_argument("--only", default="", help="rows whose name starts with this (e.g. x2- for two draws)")

@@ -1,4 +1,5 @@
 """benchmarks/estimates.py: the summary of estimates against held-out scores, checked by hand."""
+import json
 import math
 import sys
 from pathlib import Path
@@ -56,6 +57,21 @@ def test_older_rows_read_one_model_from_the_cv_report():
 
 
 def test_collect_refuses_a_malformed_spec(tmp_path):
-    with pytest.raises(SystemExit, match="NAME=CV_DIR:HELD_OUT_CSV"):
+    with pytest.raises(SystemExit, match="NAME=CV_DIR:HELD_OUT_CSV or NAME=SCORE.json"):
         estimates.collect(tmp_path / "r.json", ["just-a-name"])
     assert not (tmp_path / "r.json").exists()
+
+
+def test_collect_reads_a_saved_score(tmp_path):
+    scored = {"competition": "planet", "metric": "f2", "n_held_out": 139,
+              "held_out": {"submitted": 0.89, "sampling": {"sd": 0.015},
+                           "each_run": [{"estimate": 0.87, "held_out": 0.88, "n_valid": 111}]},
+              "run_estimate": {"n_valid": 554, "honest": {"submitted": 0.875}, "sampling": {"sd": 0.0096},
+                               "estimate": {"value": 0.885}, "averaging": {"one_model": 0.872}, "folds": None}}
+    (tmp_path / "s.json").write_text(json.dumps(scored))
+    book = estimates.collect(tmp_path / "r.json", [f"p={tmp_path / 's.json'}"])
+    r = book["rows"]["p"]
+    assert r["cv_estimate"] == 0.885 and r["one_model_oof"] == 0.872
+    assert r["cv_gap"] == pytest.approx(0.005)
+    assert r["single"][0]["gap"] == pytest.approx(0.01)
+    assert json.loads((tmp_path / "r.json").read_text())["rows"]["p"]["n_oof"] == 554
