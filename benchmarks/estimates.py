@@ -10,7 +10,8 @@ one row per name in the JSON file (a name already there is kept, not scored agai
 the markdown rows of benchmarks/README.md ("Cross-fitted, with the fold average estimated") and the
 summary figures:
 
-- mean |held-out - estimate| of the cv's `estimate`, of one model's out-of-fold score (what one
+- mean |held-out - estimate| of the cv's `estimate` (over the rows, and per competition, each
+  competition then counting once), of one model's out-of-fold score (what one
   draw of folds reports), and of each fold model taken as a `train` run (its own estimate on its
   validation items against its own held-out score);
 - the signed mean with better-is-positive, and its standard error;
@@ -90,7 +91,13 @@ def summary(rows: list[dict]) -> dict:
     gap = np.array([r["cv_gap"] for r in rows])
     one = np.array([r["cv_held_out"] - one_model_oof(r) for r in rows if one_model_oof(r) is not None])
     single = np.array([x["gap"] for r in rows for x in r["single"]])
+    per_comp: dict[str, list[float]] = {}
+    for r in rows:
+        per_comp.setdefault(r["competition"], []).append(abs(r["cv_gap"]))
+    by_comp = {c: float(np.mean(v)) for c, v in per_comp.items()}
     return {"rows": len(rows), "mean_abs_gap": float(np.mean(np.abs(gap))),
+            "mean_abs_gap_by_competition": by_comp,  # the "on average across competitions":
+            "mean_abs_gap_across_competitions": float(np.mean(list(by_comp.values()))),  # each counts once
             "mean_abs_gap_one_model_oof": float(np.mean(np.abs(one))) if len(one) else None,
             "mean_abs_gap_single_split": float(np.mean(np.abs(single))) if len(single) else None,
             "single_split_models": int(len(single)),

@@ -26,6 +26,7 @@ def test_summary_by_hand():
     s = estimates.summary(ROWS)
     assert s["rows"] == 2
     assert s["mean_abs_gap"] == pytest.approx((0.02 + 0.01) / 2)
+    assert s["mean_abs_gap_by_competition"] == pytest.approx({"planet": 0.02, "dogs-vs-cats-redux-kernels-edition": 0.01})
     # log loss is lower-is-better: its held-out 0.01 below the estimate counts as +0.01
     assert s["signed_mean"] == pytest.approx((0.02 + 0.01) / 2)
     assert s["signed_se"] == pytest.approx(0.005)  # sd of (0.02, 0.01) is 0.00707, over sqrt(2)
@@ -75,3 +76,11 @@ def test_collect_reads_a_saved_score(tmp_path):
     assert r["cv_gap"] == pytest.approx(0.005)
     assert r["single"][0]["gap"] == pytest.approx(0.01)
     assert json.loads((tmp_path / "r.json").read_text())["rows"]["p"]["n_oof"] == 554
+
+
+def test_each_competition_counts_once_across_competitions():
+    rows = [_row("a", "planet", 0.88, 0.90, 0.01), _row("b", "planet", 0.88, 0.88, 0.01),
+            _row("c", "aerial-cactus-identification", 0.99, 0.99, 0.0)]
+    s = estimates.summary(rows)
+    assert s["mean_abs_gap"] == pytest.approx(0.02 / 3)
+    assert s["mean_abs_gap_across_competitions"] == pytest.approx((0.01 + 0.0) / 2)
