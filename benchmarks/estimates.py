@@ -19,7 +19,7 @@ summary figures:
   the score by its sampling sd whatever the estimate, so sqrt(mean gap^2 - mean sd^2) is the
   estimate's own error, what a large held-out set would see (x 0.8 for the mean absolute value of
   a normal error). The sd is taken two ways: the held-out part's bootstrap sd, and the one a part
-  of its size has on average (`expected_held_out_sd`).
+  of its size has on average (`expected_held_out_sd`); the single splits' gaps the second way too.
 Benchmark code, not part of kaggletools.
 """
 from __future__ import annotations
@@ -103,6 +103,8 @@ def summary(rows: list[dict]) -> dict:
             "single_split_models": int(len(single)),
             "signed_mean": float(np.mean(sign * gap)),
             "signed_se": float(np.std(sign * gap, ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else None,
+            "single_split_held_out_noise": _without(single, np.array([expected_held_out_sd(r) for r in rows
+                                                                      for _ in r["single"]])) if len(single) else None,
             "held_out_noise": {how: _without(gap, sd) for how, sd in (
                 ("bootstrap", np.array([r["held_out_sampling_sd"] or 0.0 for r in rows])),
                 ("expected", np.array([expected_held_out_sd(r) for r in rows])))}}

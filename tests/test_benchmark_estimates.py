@@ -39,6 +39,8 @@ def test_summary_by_hand():
     assert boot["own_mean_abs"] == pytest.approx(own * math.sqrt(2 / math.pi))
     assert boot["sampling_mean_abs"] == pytest.approx(math.sqrt(0.01 ** 2 / 2) * math.sqrt(2 / math.pi))
     # expected: the out-of-fold sd 0.005 on 400 items is 0.01 on 100; 0.002 on 400 is 0.004
+    single = s["single_split_held_out_noise"]  # gaps 0.05 (sd 0.01), 0.02 and 0.01 (sd 0.004)
+    assert single["own_rms"] == pytest.approx(math.sqrt((0.05 ** 2 + 0.02 ** 2 + 0.01 ** 2 - 0.01 ** 2 - 2 * 0.004 ** 2) / 3))
     exp = s["held_out_noise"]["expected"]
     assert exp["sampling_rms"] == pytest.approx(math.sqrt((0.01 ** 2 + 0.004 ** 2) / 2))
     assert exp["own_rms"] == pytest.approx(math.sqrt((0.02 ** 2 + 0.01 ** 2 - 0.01 ** 2 - 0.004 ** 2) / 2))
