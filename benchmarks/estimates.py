@@ -1,8 +1,8 @@
 """Does a run's estimate predict its held-out score? Rows of `cv` folders scored on held-out parts.
 
-    python benchmarks/estimates.py collect results/item2.json planet-s11=CV_DIR:/tmp/hold/planet-s11/held_out.csv ...
-    python benchmarks/estimates.py collect results/item2.json planet-s11=SCORE.json   # holdout.py score --json
-    python benchmarks/estimates.py table results/item2.json [--only x2-]
+    python benchmarks/estimates.py collect benchmarks/results/item2.json planet-s11=CV_DIR:/tmp/hold/planet-s11/held_out.csv ...
+    python benchmarks/estimates.py collect benchmarks/results/item2.json planet-s11=SCORE.json   # holdout.py score --json
+    python benchmarks/estimates.py table benchmarks/results/item2.json [--only x2-]
 
 `collect` scores each `cv` (or blend) folder on its held-out part with `holdout.score` (every fold
 model predicts the held-out items; averaged and post-processed as the cv's submission was) and keeps
