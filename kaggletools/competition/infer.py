@@ -224,13 +224,7 @@ def _image_names(folder: Path) -> set[str]:
     names = set(_images_in(folder))
     if not names:  # one level of nesting, as layouts.image_files accepts
         names = {n for d in folder.iterdir() if d.is_dir() for n in _images_in(d)}
-    return names | {_stem(n) for n in names}
-
-
-def _stem(name: str) -> str:
-    """Path(name).stem for an image file name (it has a suffix), without building a Path: a
-    folder of 40,000 images spent most of the inference's time in pathlib."""
-    return os.path.splitext(name)[0]
+    return names | {layouts.stem(n) for n in names}
 
 
 def _label_file(data_dir, train, names, given, sample) -> tuple[Path, str]:
@@ -356,7 +350,7 @@ def _names(data_dir: Path, spec: Spec) -> set[str]:
     """The training images' file names and stems."""
     names = _image_names(data_dir / spec.train) if spec.layout != "folders" else {
         n for d in _class_folders(data_dir / spec.train) for n in _images_in(d)}
-    return names | {_stem(n) for n in names}
+    return names | {layouts.stem(n) for n in names}
 
 
 def _companions(spec: Spec, data_dir: Path, sample: str) -> Spec:
